@@ -1,0 +1,132 @@
+"""Bank speed: 100,000 ratings added, candidate lookups, native export + import of them.
+
+Each figure is printed with a baseline measured in the same run:
+- insert: batched `add_ratings` (one transaction) vs one transaction per rating (`add_rating`,
+  as the GUI does), the latter on a smaller N and extrapolated linearly;
+- lookup: `candidate_set` p50/p99 over random model responses;
+- export+import: `export_native` then `import_file` into a fresh bank, vs the time to insert
+  the same ratings (so the file round trip is shown as a multiple of a plain insert).
+
+Targets (issue 2): insert <= 3 s, lookup p99 <= 1 ms, export+import <= 5 s.
+
+    python3 benchmarks/bank_bench.py [--n 100000] [--lookups 10000] [--baseline-n 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bank_store import DiscrepancyBank  # noqa: E402
+from bank_store.formats import export_native, import_file  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+
+
+def response_set() -> list[str]:
+    labels = SHARED / "datasets" / "banking77" / "large.jsonl"
+    if labels.exists():
+        return sorted({json.loads(line)["label"] for line in labels.open(encoding="utf-8")})
+    return [f"intent {i}" for i in range(77)]
+
+
+def make_rows(n: int, responses: list[str], seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        y_model = rng.choice(responses)
+        # 70 % agreement, the rest a confusion among a few neighbours: a realistic shape
+        y_user = y_model if rng.random() < 0.7 else responses[
+            (responses.index(y_model) + rng.randint(1, 5)) % len(responses)]
+        rows.append({"instance": f"customer message number {i}: where is my money?",
+                     "model_response": y_model, "user_response": y_user, "strategy": "vanilla",
+                     "source": "rated"})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--lookups", type=int, default=10_000)
+    ap.add_argument("--baseline-n", type=int, default=2_000)
+    args = ap.parse_args()
+    responses = response_set()
+    rows = make_rows(args.n, responses)
+    tmp = Path(tempfile.mkdtemp(prefix="bank_bench_"))
+
+    # baseline: one transaction (and one fsync) per rating
+    base = DiscrepancyBank(tmp / "baseline.sqlite3")
+    base.create_profile("P", responses)
+    t = time.perf_counter()
+    for row in rows[:args.baseline_n]:
+        base.add_rating("P", row["instance"], row["model_response"], row["user_response"],
+                        strategy=row["strategy"])
+    per_rating = (time.perf_counter() - t) / args.baseline_n
+    base.close()
+    baseline_total = per_rating * args.n
+
+    bank = DiscrepancyBank(tmp / "bank.sqlite3")
+    bank.create_profile("P", responses)
+    t, c = time.perf_counter(), time.process_time()
+    added = bank.add_ratings("P", rows)
+    insert_s, insert_cpu = time.perf_counter() - t, time.process_time() - c
+    assert added == args.n, added
+
+    rng = random.Random(1)
+    queries = [rng.choice(responses) for _ in range(args.lookups)]
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        bank.candidate_set("P", q)
+        times.append(time.perf_counter() - t)
+    times.sort()
+    p50 = times[len(times) // 2] * 1000
+    p99 = times[int(len(times) * 0.99)] * 1000
+
+    path = tmp / "export.json.gz"
+    t, c = time.perf_counter(), time.process_time()
+    export_native(bank, "P", path)
+    export_s = time.perf_counter() - t
+    fresh = DiscrepancyBank(tmp / "fresh.sqlite3")
+    t2 = time.perf_counter()
+    report = import_file(fresh, path, "P")
+    import_s = time.perf_counter() - t2
+    round_trip_cpu = time.process_time() - c
+    assert report.added == args.n
+    assert fresh.counts("P") == bank.counts("P")
+    fresh.close()
+    bank.close()
+
+    size_mib = path.stat().st_size / 2**20
+    shutil.rmtree(tmp, ignore_errors=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, load "
+          f"average {load:.1f}, Python {platform.python_version()}, SQLite "
+          f"{sqlite3.sqlite_version}; wall times, CPU time of this process in brackets")
+    print(f"insert {args.n:,} ratings, batched add_ratings: {insert_s:.2f} s "
+          f"[cpu {insert_cpu:.2f} s] (target <= 3 s) | baseline one transaction per rating: {per_rating * 1000:.3f} ms "
+          f"each x {args.n:,} = {baseline_total:.1f} s (measured on {args.baseline_n:,}) | "
+          f"speed-up x{baseline_total / insert_s:.1f}")
+    print(f"candidate_set over {args.lookups:,} lookups: p50 {p50:.3f} ms, p99 {p99:.3f} ms "
+          f"(target p99 <= 1 ms)")
+    print(f"native export {export_s:.2f} s ({size_mib:.1f} MiB gzip) + "
+          f"import into a fresh bank {import_s:.2f} s = {export_s + import_s:.2f} s "
+          f"[cpu {round_trip_cpu:.2f} s] "
+          f"(target <= 5 s) | x{(export_s + import_s) / insert_s:.1f} the batched insert")
+    ok = insert_s <= 3 and p99 <= 1 and export_s + import_s <= 5
+    print("all targets met" if ok else "TARGET MISSED")
+
+
+if __name__ == "__main__":
+    main()

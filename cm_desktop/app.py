@@ -1,0 +1,132 @@
+"""Start the desktop app: the window is shown first, the model loads after it in the background.
+
+Start-up order: QApplication and style → settings → bank (small, fast) → window shown → (event
+loop) sample profile ensured and profiles listed in a background op → the model loads on the
+inference thread. Nothing here imports torch; llama_cpp is imported on the inference thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cm-desktop", description="CM Desktop: personalize an LLM to you.")
+    parser.add_argument("--bank", help="the bank file to use (default: CM_BANK or the user data dir)")
+    parser.add_argument("--no-model", action="store_true", help="start without loading a model")
+    parser.add_argument("--quit-after-shown", action="store_true", help=argparse.SUPPRESS)  # benchmarks
+    return parser.parse_args(argv)
+
+
+def apply_look(app) -> None:
+    """The app icon and the one style sheet (resources/)."""
+    from PySide6.QtGui import QIcon
+
+    from cm_desktop.ui.resource_files import resource
+
+    try:
+        app.setWindowIcon(QIcon(str(resource("icons/cm-desktop.svg"))))
+        app.setStyleSheet(resource("style.qss").read_text(encoding="utf-8"))
+    except OSError:
+        log.warning("the app's look could not be loaded", exc_info=True)
+
+
+def create_app_window(bank_path: str | Path | None = None, *, settings=None):
+    """Build the context and the main window (a QApplication must exist). Returns (ctx, window).
+
+    The caller shows the window; `start_up(ctx, window)` then runs the first-start work.
+    """
+    from bank_store import DiscrepancyBank
+
+    from cm_desktop import paths
+    from cm_desktop.settings import Settings
+    from cm_desktop.ui.context import AppContext
+    from cm_desktop.ui.main_window import MainWindow
+
+    settings = settings or Settings.load()
+    bank = DiscrepancyBank(paths.bank_path(bank_path))
+    ctx = AppContext(settings, bank)
+    window = MainWindow(ctx)
+    return ctx, window
+
+
+def start_up(ctx, window, *, load_model: bool = True, on_ready=None) -> None:
+    """First-start work after the window shows: sample profile, profile list, then the model."""
+    from cm_desktop.ui.resource_files import SAMPLE_PROFILE_NAME, ensure_sample_profile, sample_queries
+
+    if ctx.settings.load_problem:
+        ctx.show_error(window, "Settings were reset", ValueError(ctx.settings.load_problem))
+
+    def prepare():
+        ensure_sample_profile(ctx.bank)
+        return [p.name for p in ctx.bank.list_profiles()]
+
+    def prepared(names):
+        wanted = ctx.settings.last_profile if ctx.settings.last_profile in names else (
+            SAMPLE_PROFILE_NAME if SAMPLE_PROFILE_NAME in names else names[0])
+        window.refresh_profiles(select=wanted)
+        if wanted == SAMPLE_PROFILE_NAME and not window.rate_view.queue and window.rate_view.current is None:
+            ctx.run(sample_queries, label="Loading sample queries", parent=window,
+                    on_success=lambda qs: window.rate_view.load_queries(qs, source="the Banking77 sample"))
+        if on_ready:
+            on_ready()
+
+    ctx.run(prepare, label="Opening the bank", on_success=prepared, parent=window)
+    if load_model:
+        try:
+            config = ctx.settings.backend_config()
+        except Exception as exc:  # noqa: BLE001 - shown, and the app stays usable
+            ctx.show_error(window, "The model settings are not valid", exc)
+            return
+
+        def failed(exc):
+            ctx.show_error(window, "The model could not be loaded", exc)
+
+        ctx.inference.load_backend(config, on_failure=failed, parent=window)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("CM Desktop")
+    app.setOrganizationName("cm-desktop")
+    app.setDesktopFileName("cm-desktop")
+    apply_look(app)
+    try:
+        ctx, window = create_app_window(args.bank)
+    except Exception as exc:  # noqa: BLE001 - e.g. an unreadable bank file: say so, don't crash
+        from PySide6.QtWidgets import QMessageBox
+
+        from cm_desktop.ui.errors import error_text
+
+        box = QMessageBox(QMessageBox.Critical, "CM Desktop cannot start", error_text(exc))
+        box.exec()
+        return 1
+    window.show()
+    if args.quit_after_shown:
+        # Benchmarks: exit as soon as the first frame is up; print what was imported by then.
+        def report():
+            print(f"SHOWN torch_imported={'torch' in sys.modules} llama_cpp_imported={'llama_cpp' in sys.modules}",
+                  flush=True)
+            window.close()
+            app.quit()
+
+        QTimer.singleShot(0, report)
+    else:
+        QTimer.singleShot(0, lambda: start_up(ctx, window, load_model=not args.no_model))
+    rc = app.exec()
+    window.shutdown()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The backend interface every model access layer implements, and its errors.
+
+A backend does two things for the rest of the app: score a fixed set of candidate responses for a
+prompt (so the CM engine gets a full distribution p(y'|x) and never parses free text), and stream
+a chat reply that can be cancelled. Nothing here imports a model library; the concrete backends
+import theirs lazily so the app starts without torch or llama_cpp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from cm_desktop.cancel import CancelToken
+
+
+class BackendError(Exception):
+    """A model backend failed; the message says what to do about it."""
+
+
+class ModelFileError(BackendError):
+    """The model file is missing, truncated or not a model file this backend reads."""
+
+
+class EndpointError(BackendError):
+    """An OpenAI-compatible endpoint failed; the message names the URL and the cause."""
+
+    def __init__(self, message: str, *, url: str = "", cause: str = "", status: int | None = None):
+        super().__init__(message)
+        self.url = url
+        self.cause = cause
+        self.status = status
+
+
+@dataclass
+class CandidateScores:
+    """Log-likelihood of each candidate given the prompt: .logprob[i] = Σ log p(tokens of i)."""
+
+    candidates: list[str]
+    logprob: np.ndarray                      # float64, one per candidate
+    n_tokens: np.ndarray                     # int, tokens each candidate was scored over
+    method: str = "exact"                    # "exact" or a one-hot fallback ("enum", "match")
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.logprob = np.asarray(self.logprob, dtype=np.float64)
+        self.n_tokens = np.asarray(self.n_tokens, dtype=np.int64)
+        if len(self.candidates) != len(self.logprob) or len(self.logprob) != len(self.n_tokens):
+            raise ValueError("candidates, logprob and n_tokens must have the same length")
+
+    @property
+    def best(self) -> str:
+        return self.candidates[int(np.argmax(self.logprob))]
+
+    def probabilities(self, length_normalised: bool = False) -> np.ndarray:
+        """Softmax over the candidates (optionally of the per-token mean log-prob)."""
+        lp = self.logprob / np.maximum(self.n_tokens, 1) if length_normalised else self.logprob
+        finite = np.isfinite(lp)
+        if not finite.any():
+            return np.full(len(lp), 1.0 / max(len(lp), 1))
+        z = np.where(finite, lp - lp[finite].max(), -np.inf)
+        p = np.exp(z)
+        return p / p.sum()
+
+
+class Backend:
+    """Base class: a fingerprint, candidate scoring, completion, streaming chat, close.
+
+    Implementations are not required to be thread-safe for concurrent use; the caller (the UI's
+    inference worker) owns a backend. They do serialise calls with a lock so misuse is slow, not
+    corrupting.
+    """
+
+    kind: str = "base"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._fingerprint = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def score(self, prompt: str, candidates: Sequence[str], cancel: CancelToken | None = None
+              ) -> CandidateScores:
+        raise NotImplementedError
+
+    def complete(self, prompt: str, *, max_tokens: int = 64, stop: Sequence[str] | None = None,
+                 temperature: float = 0.0) -> str:
+        raise NotImplementedError
+
+    def stream_chat(self, messages: Sequence[dict], *, max_tokens: int = 256,
+                    temperature: float = 0.7, cancel: CancelToken | None = None) -> Iterator[str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def validate_candidates(candidates: Sequence[str]) -> list[str]:
+    if isinstance(candidates, str):
+        raise BackendError("candidates must be a list of strings, not one string")
+    out = list(candidates)
+    if not out:
+        raise BackendError("no candidates to score: the response set is empty")
+    for c in out:
+        if not isinstance(c, str) or not c:
+            raise BackendError(f"every candidate must be a non-empty string, got {c!r}")
+    return out
+
+
+GGUF_MAGIC = b"GGUF"
+_MIN_GGUF_BYTES = 1024  # header + metadata of any real model is larger than this
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def check_gguf_file(path: str | os.PathLike) -> Path:
+    """Raise ModelFileError unless `path` looks like a whole GGUF file.
+
+    llama.cpp may abort the whole process on a garbage file, so this runs before it sees one:
+    the file must exist, start with the 4-byte magic and be at least as large as its tensor data
+    claims (a cheap truncation check: the last tensor's offset + size, when gguf can read it).
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelFileError(f"model file not found: {p}")
+    if not p.is_file():
+        raise ModelFileError(f"model path is not a file: {p}")
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelFileError(
+            f"not a GGUF model file (first bytes {magic!r}, expected b'GGUF'): {p}")
+    if size < _MIN_GGUF_BYTES:
+        raise ModelFileError(f"model file is truncated ({size} bytes): {p}")
+    expected = _gguf_expected_size(p)
+    if expected is not None and size < expected:
+        raise ModelFileError(
+            f"model file is truncated: {size} bytes on disk, its header describes {expected}: {p}")
+    return p
+
+
+def _gguf_expected_size(p: Path) -> int | None:
+    """End of the last tensor's data according to the header, or None if unreadable."""
+    try:
+        from gguf import GGUFReader  # small pure-Python reader; memory-maps the file
+    except ImportError:
+        return None
+    try:
+        reader = GGUFReader(str(p), "r")
+    except Exception as exc:  # a header that cannot be parsed is itself the error
+        raise ModelFileError(f"model file is damaged or truncated ({exc}): {p}") from None
+    end = 0
+    for t in reader.tensors:
+        end = max(end, int(t.data_offset) + int(t.n_bytes))
+    return end or None
+
+
+def file_fingerprint(kind: str, path: str | os.PathLike) -> str:
+    """`kind:name:size:sha256[:12]` — what the bank stores with each rating. Hashes once per run."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    digest = _hash_cache.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        digest = h.hexdigest()[:12]
+        _hash_cache[key] = digest
+    return f"{kind}:{p.name}:{st.st_size}:{digest}"

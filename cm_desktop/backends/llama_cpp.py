@@ -1,0 +1,395 @@
+"""The default backend: llama-cpp-python on a GGUF file (the embedded Gemma 3 270M by default).
+
+Scoring is where the time goes, so it works on the llama.cpp context directly:
+
+* The prompt lives in sequence 0 of the KV cache. Across calls only the suffix after the longest
+  common token prefix with the previous prompt is evaluated (the engine puts the fixed instruction
+  and response list first, so consecutive queries share most of their tokens).
+* The log-softmax of the prompt's last position is kept; it scores every candidate's first token.
+* All candidates are then decoded together, each in its own sequence that branches from sequence 0
+  (`llama_memory_seq_cp` tags the prompt's cells, nothing is copied in a unified cache). Logits are
+  requested only at positions that predict a candidate token, and a candidate's last token is
+  never decoded (nothing after it is needed). The branch sequences are removed afterwards.
+* Without multi-sequence support the same sums are computed candidate by candidate on sequence 0.
+
+Tokenization convention: a candidate is scored as the tokens that follow the prompt's tokens when
+prompt + candidate is tokenized as one text. Candidates should start with a separator (" " or
+"\\n") and the prompt should not end with one, so no token spans the boundary; where one does
+(the prompt's tokens are not a prefix of the joint tokens), the candidate is tokenized on its own
+and appended, which keeps the shared prompt identical for every candidate.
+
+Threads: the model object belongs to one thread, the caller's inference worker. A lock serialises
+calls anyway, so misuse is slow rather than corrupting; a stream holds the lock until it ends or
+is closed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from cm_desktop.backends.base import (
+    Backend,
+    BackendError,
+    CandidateScores,
+    ModelFileError,
+    check_gguf_file,
+    file_fingerprint,
+    validate_candidates,
+)
+from cm_desktop.cancel import CancelToken, Cancelled, check
+
+# Chat formats by architecture, for GGUF files that carry no tokenizer.chat_template.
+_CHAT_FORMAT_BY_ARCH = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "llama": "llama-3",
+                        "qwen2": "qwen", "mistral": "mistral-instruct"}
+_MAX_SEQUENCES = 256  # candidates decoded together per round = this - 1
+
+
+def log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """log p(target_r) for each row r of `logits` (rows x vocab, float32), in float64."""
+    m = logits.max(axis=1, keepdims=True)
+    # exp in float32 is the bulk of the cost over a 262k vocab; the sum is accumulated in float64
+    s = np.exp(logits - m).sum(axis=1, dtype=np.float64)
+    picked = logits[np.arange(len(targets)), targets].astype(np.float64)
+    return picked - m[:, 0].astype(np.float64) - np.log(s)
+
+
+class LlamaCppBackend(Backend):
+    kind = "llama_cpp"
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        from cm_desktop.backends import default_model_path
+
+        path = check_gguf_file(config.model_path or default_model_path())
+        try:
+            import llama_cpp
+        except ImportError as exc:
+            raise BackendError("llama-cpp-python is not installed (pip install llama-cpp-python)"
+                               ) from exc
+        self._lib = llama_cpp
+        self.config = config
+        self.model_path = path
+        self.n_threads = int(config.n_threads or os.cpu_count() or 1)
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=int(config.n_ctx), n_batch=int(config.n_batch),
+                n_ubatch=int(config.n_batch), n_threads=self.n_threads,
+                n_threads_batch=self.n_threads, seed=int(config.seed), logits_all=False,
+                verbose=False, chat_format=config.chat_format)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelFileError(f"llama.cpp could not load {path}: {exc}") from None
+        llm = self._llm
+        self.metadata = dict(llm.metadata)
+        self.arch = self.metadata.get("general.architecture", "")
+        if config.chat_format is None and "tokenizer.chat_template" not in self.metadata:
+            llm.chat_format = _CHAT_FORMAT_BY_ARCH.get(self.arch, llm.chat_format)
+        self.chat_format = llm.chat_format
+        self.n_ctx = llm.n_ctx()
+        self.n_vocab = llm.n_vocab()
+        self.n_batch = int(config.n_batch)
+        self.n_sequences = self._enable_sequences()
+        self.batched = self.n_sequences > 1
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._last_lsm: np.ndarray | None = None   # log-softmax at the last token of seq 0 ...
+        self._last_lsm_n = -1                      # ... valid while seq 0 holds this many tokens
+        self.stats = {"prompt_tokens_evaluated": 0, "prompt_tokens_reused": 0, "decode_calls": 0,
+                      "boundary_fallbacks": 0}
+        self._fingerprint = file_fingerprint(self.kind, path)
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _enable_sequences(self) -> int:
+        """Recreate the context with one unified KV cache shared by up to 256 sequences.
+
+        Llama() builds its context with n_seq_max = 1; the branch-per-candidate scoring needs more.
+        A unified cache keeps n_ctx cells for all sequences together (no per-sequence split), and
+        the prompt's cells are shared by tagging. Returns the number of sequences (1 = fall back).
+        """
+        lib = self._lib
+        try:
+            from llama_cpp import _internals
+            n_seq = min(_MAX_SEQUENCES, int(lib.llama_max_parallel_sequences()))
+            params = self._llm.context_params
+            params.n_seq_max = n_seq
+            params.kv_unified = True
+            new_ctx = _internals.LlamaContext(model=self._llm._model, params=params, verbose=False)
+        except Exception:
+            return 1
+        old, self._llm._ctx = self._llm._ctx, new_ctx
+        old.close()
+        self._llm.reset()
+        return n_seq
+
+    @property
+    def _ctx(self):
+        return self._llm._ctx.ctx
+
+    @property
+    def _mem(self):
+        return self._lib.llama_get_memory(self._ctx)
+
+    # -- tokenization -----------------------------------------------------------------------
+    def _tokenize(self, text: str, *, bos: bool, special: bool) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=bos, special=special)
+
+    def candidate_tokens(self, prompt: str, prompt_tokens: list[int], candidate: str) -> list[int]:
+        joint = self._tokenize(prompt + candidate, bos=True, special=True)
+        n0 = len(prompt_tokens)
+        if len(joint) > n0 and joint[:n0] == prompt_tokens:
+            return joint[n0:]
+        self.stats["boundary_fallbacks"] += 1
+        alone = self._tokenize(candidate, bos=False, special=False)
+        if not alone:
+            raise BackendError(f"candidate {candidate!r} has no tokens")
+        return alone
+
+    # -- the low-level decode ---------------------------------------------------------------
+    def _decode(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int],
+                want_logits: Sequence[bool]) -> None:
+        b = self._batch
+        n = len(tokens)
+        b.n_tokens = n
+        for i in range(n):
+            b.token[i] = tokens[i]
+            b.pos[i] = positions[i]
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seqs[i]
+            b.logits[i] = bool(want_logits[i])
+        rc = self._lib.llama_decode(self._ctx, b)
+        self.stats["decode_calls"] += 1
+        if rc != 0:
+            raise BackendError(f"llama_decode failed (code {rc}): the context ({self.n_ctx} "
+                               f"tokens) may be full; shorten the prompt or raise n_ctx")
+
+    def _output_logits(self, n_rows: int) -> np.ndarray:
+        ptr = self._lib.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n_rows, self.n_vocab))
+
+    def _ensure_prompt(self, tokens: list[int], cancel: CancelToken | None) -> np.ndarray:
+        """Make sequence 0 hold exactly `tokens`; return log-softmax at its last position."""
+        llm, lib = self._llm, self._lib
+        n = len(tokens)
+        held = llm.n_tokens
+        common = 0
+        cached = llm.input_ids[:held]
+        limit = min(held, n)
+        if limit:
+            diff = np.nonzero(cached[:limit] != np.asarray(tokens[:limit], dtype=cached.dtype))[0]
+            common = int(diff[0]) if len(diff) else limit
+        if common == n == held and self._last_lsm_n == n and self._last_lsm is not None:
+            self.stats["prompt_tokens_reused"] += n
+            return self._last_lsm
+        keep = min(common, n - 1)  # always re-decode at least the last token to get its logits
+        if not lib.llama_memory_seq_rm(self._mem, -1, keep, -1):
+            lib.llama_memory_clear(self._mem, True)
+            keep = 0
+        llm.n_tokens = keep
+        llm._requires_eval = True
+        self._last_lsm_n = -1
+        self.stats["prompt_tokens_reused"] += keep
+        pos = keep
+        while pos < n:
+            check(cancel)
+            chunk = tokens[pos:pos + self.n_batch]
+            last = [False] * len(chunk)
+            if pos + len(chunk) == n:
+                last[-1] = True
+            self._decode(chunk, range(pos, pos + len(chunk)), [0] * len(chunk), last)
+            llm.input_ids[pos:pos + len(chunk)] = chunk
+            pos += len(chunk)
+            llm.n_tokens = pos
+            self.stats["prompt_tokens_evaluated"] += len(chunk)
+        row = self._output_logits(1)[0].astype(np.float64)
+        m = row.max()
+        self._last_lsm = row - (m + np.log(np.exp(row - m).sum()))
+        self._last_lsm_n = n
+        return self._last_lsm
+
+    # -- scoring ----------------------------------------------------------------------------
+    def _prepare(self, prompt: str, candidates: Sequence[str]):
+        cands = validate_candidates(candidates)
+        if not isinstance(prompt, str) or not prompt:
+            raise BackendError("the prompt must be a non-empty string")
+        prompt_tokens = self._tokenize(prompt, bos=True, special=True)
+        cand_tokens = [self.candidate_tokens(prompt, prompt_tokens, c) for c in cands]
+        longest = max(len(t) for t in cand_tokens)
+        if len(prompt_tokens) + longest > self.n_ctx:
+            raise BackendError(f"prompt ({len(prompt_tokens)} tokens) plus the longest candidate "
+                               f"({longest}) exceed the context of {self.n_ctx} tokens")
+        return cands, prompt_tokens, cand_tokens
+
+    def score(self, prompt: str, candidates: Sequence[str], cancel: CancelToken | None = None
+              ) -> CandidateScores:
+        with self._lock:
+            check(cancel)
+            cands, prompt_tokens, cand_tokens = self._prepare(prompt, candidates)
+            lsm = self._ensure_prompt(prompt_tokens, cancel)
+            if self.batched:
+                logprob = self._score_branches(len(prompt_tokens), cand_tokens, lsm, cancel)
+            else:
+                logprob = self._score_sequential(len(prompt_tokens), cand_tokens, lsm, cancel)
+            return CandidateScores(cands, logprob, [len(t) for t in cand_tokens],
+                                   extra={"prompt_tokens": len(prompt_tokens),
+                                          "path": "branches" if self.batched else "sequential"})
+
+    def _rounds(self, n0: int, cand_tokens: list[list[int]]) -> list[list[int]]:
+        """Group candidates (indices) so each round fits the batch, the sequences and the cache."""
+        rounds, cur, used = [], [], 0
+        for i, toks in enumerate(cand_tokens):
+            need = len(toks) - 1
+            if need == 0:
+                continue
+            full = (used + need > self.n_batch or len(cur) >= self.n_sequences - 1
+                    or n0 + used + need > self.n_ctx)
+            if cur and full:
+                rounds.append(cur)
+                cur, used = [], 0
+            cur.append(i)
+            used += need
+        if cur:
+            rounds.append(cur)
+        return rounds
+
+    def _score_branches(self, n0, cand_tokens, lsm, cancel) -> np.ndarray:
+        lib, mem = self._lib, self._mem
+        logprob = np.array([lsm[t[0]] for t in cand_tokens], dtype=np.float64)
+        for members in self._rounds(n0, cand_tokens):
+            check(cancel)
+            toks, pos, seqs, targets, owner = [], [], [], [], []
+            for k, i in enumerate(members):
+                seq = k + 1
+                lib.llama_memory_seq_cp(mem, 0, seq, -1, -1)
+                ct = cand_tokens[i]
+                for j in range(len(ct) - 1):
+                    toks.append(ct[j])
+                    pos.append(n0 + j)
+                    seqs.append(seq)
+                    targets.append(ct[j + 1])
+                    owner.append(i)
+            try:
+                if len(toks) > self.n_batch:  # one candidate longer than a batch
+                    raise BackendError(f"a candidate is longer than n_batch={self.n_batch} tokens")
+                self._decode(toks, pos, seqs, [True] * len(toks))
+                rows = log_softmax_at(self._output_logits(len(toks)), np.asarray(targets))
+                np.add.at(logprob, np.asarray(owner), rows)
+            finally:
+                for k in range(len(members)):
+                    lib.llama_memory_seq_rm(mem, k + 1, -1, -1)
+        return logprob
+
+    def _score_sequential(self, n0, cand_tokens, lsm, cancel) -> np.ndarray:
+        lib = self._lib
+        logprob = np.empty(len(cand_tokens), dtype=np.float64)
+        for i, ct in enumerate(cand_tokens):
+            check(cancel)
+            logprob[i] = lsm[ct[0]]
+            if len(ct) > 1:
+                inputs = ct[:-1]
+                try:
+                    self._decode(inputs, range(n0, n0 + len(inputs)), [0] * len(inputs),
+                                 [True] * len(inputs))
+                    logprob[i] += log_softmax_at(self._output_logits(len(inputs)),
+                                                 np.asarray(ct[1:])).sum()
+                finally:
+                    lib.llama_memory_seq_rm(self._mem, 0, n0, -1)
+        return logprob
+
+    def score_uncached(self, prompt: str, candidates: Sequence[str],
+                       cancel: CancelToken | None = None) -> CandidateScores:
+        """The naive reference: per candidate, clear the cache and evaluate prompt + candidate.
+
+        Same tokens, same sums as score(); used by tests and benchmarks/scoring_bench.py as the
+        baseline. Leaves the cache empty.
+        """
+        with self._lock:
+            cands, prompt_tokens, cand_tokens = self._prepare(prompt, candidates)
+            n0 = len(prompt_tokens)
+            logprob = np.empty(len(cands), dtype=np.float64)
+            for i, ct in enumerate(cand_tokens):
+                check(cancel)
+                self._reset_cache()
+                seq = prompt_tokens + ct[:-1]
+                out = []
+                for start in range(0, len(seq), self.n_batch):
+                    chunk = seq[start:start + self.n_batch]
+                    want = [start + j >= n0 - 1 for j in range(len(chunk))]
+                    self._decode(chunk, range(start, start + len(chunk)), [0] * len(chunk), want)
+                    if any(want):
+                        out.append(self._output_logits(sum(want)).copy())
+                logits = np.concatenate(out)
+                logprob[i] = log_softmax_at(logits, np.asarray(ct)).sum()
+            self._reset_cache()
+            return CandidateScores(cands, logprob, [len(t) for t in cand_tokens],
+                                   extra={"prompt_tokens": n0, "path": "uncached"})
+
+    def _reset_cache(self) -> None:
+        self._lib.llama_memory_clear(self._mem, True)
+        self._llm.n_tokens = 0
+        self._llm._requires_eval = True
+        self._last_lsm_n = -1
+
+    # -- generation -------------------------------------------------------------------------
+    def complete(self, prompt: str, *, max_tokens: int = 64, stop: Sequence[str] | None = None,
+                 temperature: float = 0.0) -> str:
+        with self._lock:
+            self._last_lsm_n = -1  # generation moves seq 0 past the scored prompt
+            try:
+                out = self._llm.create_completion(
+                    prompt, max_tokens=int(max_tokens), stop=list(stop) if stop else None,
+                    temperature=float(temperature), top_k=1 if temperature <= 0 else 40,
+                    seed=int(self.config.seed))
+            except ValueError as exc:
+                raise BackendError(f"completion failed: {exc}") from None
+            return out["choices"][0]["text"]
+
+    def stream_chat(self, messages: Sequence[dict], *, max_tokens: int = 256,
+                    temperature: float = 0.7, cancel: CancelToken | None = None) -> Iterator[str]:
+        msgs = _validate_messages(messages)
+        check(cancel)
+        return self._stream(msgs, int(max_tokens), float(temperature), cancel)
+
+    def _stream(self, msgs, max_tokens, temperature, cancel) -> Iterator[str]:
+        with self._lock:
+            self._last_lsm_n = -1
+            try:
+                chunks = self._llm.create_chat_completion(
+                    msgs, stream=True, max_tokens=max_tokens, temperature=temperature,
+                    seed=int(self.config.seed))
+            except ValueError as exc:
+                raise BackendError(f"chat failed: {exc}") from None
+            try:
+                for chunk in chunks:
+                    if cancel is not None and cancel.cancelled:
+                        raise Cancelled()
+                    text = chunk["choices"][0]["delta"].get("content")
+                    if text:
+                        yield text
+            finally:
+                chunks.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._batch is not None:
+                self._lib.llama_batch_free(self._batch)
+                self._batch = None
+            if getattr(self, "_llm", None) is not None:
+                self._llm.close()
+                self._llm = None
+
+
+def _validate_messages(messages) -> list[dict]:
+    if isinstance(messages, (str, bytes)) or not messages:
+        raise BackendError("messages must be a non-empty list of {'role', 'content'} dicts")
+    out = []
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str):
+            raise BackendError(f"bad chat message {m!r}: need role system/user/assistant and "
+                               "string content")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out

@@ -1,0 +1,234 @@
+"""`cm estimate`, `cm eval`, `cm chat`: the CM engine from the terminal.
+
+Each takes the backend options --backend llama_cpp|hf|openai --model PATH --base-url URL
+(default: the embedded Gemma via llama_cpp) and --threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from cm_desktop.cli import CLIError, open_bank
+
+STRATEGY_NAMES = ("vanilla", "cot", "fot", "consistent", "feedback")
+VARIANT_NAMES = ("none", "paper", "marginal", "instance")
+
+
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--backend", choices=("llama_cpp", "hf", "openai"), default="llama_cpp",
+                   help="how to reach the model (default: llama_cpp on the embedded Gemma)")
+    g.add_argument("--model", metavar="PATH_OR_NAME",
+                   help="GGUF file / model dir (llama_cpp, hf) or the served model name (openai)")
+    g.add_argument("--base-url", metavar="URL", help="openai: the server, e.g. http://127.0.0.1:8080/v1")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    g.add_argument("--no-calibrate", action="store_true",
+                   help="use the raw candidate likelihoods (no content-free calibration)")
+    g.add_argument("--length-normalise", action="store_true",
+                   help="score candidates by their mean log-probability per token")
+
+
+def _load_backend(args):
+    from cm_desktop.backends import BackendConfig, load_backend
+
+    if args.backend == "openai":
+        if not args.base_url:
+            raise CLIError("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
+        cfg = BackendConfig(kind="openai", base_url=args.base_url, model=args.model)
+    else:
+        if args.model and not Path(args.model).expanduser().exists():
+            raise CLIError(f"--model: no such file or directory: {args.model}")
+        cfg = BackendConfig(kind=args.backend, model_path=args.model, n_threads=args.threads)
+    return load_backend(cfg)
+
+
+class Progress:
+    """`label  done/total  pct  elapsed  ETA` on stderr, redrawn in place on a terminal."""
+
+    def __init__(self, label: str, stream=None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.t0 = time.perf_counter()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done < total and now - self._last < 0.5:
+            return
+        self._last = now
+        elapsed = now - self.t0
+        eta = elapsed / done * (total - done) if done else 0.0
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        line = (f"{self.label} {done}/{total} {100 * done / max(total, 1):5.1f}% "
+                f"elapsed {elapsed:6.0f}s ETA {eta:6.0f}s")
+        self.stream.write(("\r" + line) if tty else line + "\n")
+        if tty and done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _strategies(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in STRATEGY_NAMES]
+    if bad or not names:
+        raise CLIError(f"--strategies: unknown {', '.join(bad) or '(empty)'}; "
+                       f"choose from {','.join(STRATEGY_NAMES)}")
+    return names
+
+
+def _check_dataset(path: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CLIError(f"--dataset: no such file: {path}")
+    return p
+
+
+def cmd_estimate(args) -> int:
+    from cm_desktop.cm.estimate import estimate_bank
+
+    dataset = _check_dataset(args.dataset)
+    if not 0 < args.proportion <= 1:
+        raise CLIError(f"--proportion must be in (0, 1], got {args.proportion}")
+    bank = open_bank(args)
+    backend = _load_backend(args)
+    try:
+        report = estimate_bank(backend, bank, dataset, args.proportion, args.seed, args.profile,
+                               args.strategy, progress=Progress("estimate"))
+    finally:
+        backend.close()
+    print(f"profile {report.profile}: sampled {report.sampled}, added {report.added} estimated "
+          f"ratings, {report.skipped} already in the bank; model agreed with the label on "
+          f"{report.agreement:.1%} of the added")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from cm_desktop.cm.engine import CMEngine
+    from cm_desktop.cm.evaluate import evaluate, format_table, held_out_queries, load_dataset
+
+    dataset = _check_dataset(args.dataset)
+    strategies = _strategies(args.strategies)
+    bank = open_bank(args)
+    bank.get_profile(args.profile)          # a clear error before the model loads
+    records = load_dataset(dataset)
+    queries = held_out_queries(records, bank, args.profile, args.limit, args.seed)
+    if not queries:
+        raise CLIError("no held-out queries: every input of the dataset is in the bank")
+    backend = _load_backend(args)
+    try:
+        engine = CMEngine(backend, bank, args.profile, strategy=strategies[0],
+                          calibrate=not args.no_calibrate, length_normalise=args.length_normalise)
+        print(f"bank: {len(engine.index)} ratings; tuned on the bank: {engine.params.to_dict()}",
+              file=sys.stderr)
+        rows = evaluate(engine, queries, strategies, progress=Progress("eval"))
+    finally:
+        backend.close()
+    print(f"{dataset.name}: profile {args.profile}, {len(queries)} held-out queries")
+    print(format_table(rows))
+    if args.json:
+        out = {"dataset": str(args.dataset), "profile": args.profile, "n": len(queries), "rows": rows}
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from cm_desktop.cm import strategies as st
+    from cm_desktop.cm.engine import CMEngine
+
+    bank = open_bank(args)
+    bank.get_profile(args.profile)
+    backend = _load_backend(args)
+    engine = CMEngine(backend, bank, args.profile, strategy=args.strategy, variant=args.memory,
+                      calibrate=not args.no_calibrate, length_normalise=args.length_normalise)
+    out = sys.stdout
+    last = None
+    history: list[dict] = []
+    interactive = sys.stdin.isatty()
+    try:
+        while True:
+            if interactive:
+                out.write("> ")
+                out.flush()
+            line = sys.stdin.readline()
+            if not line:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text == "/quit":
+                break
+            if text == "/why":
+                out.write((last.explain() if last else "no decision yet") + "\n")
+                out.flush()
+                continue
+            last = engine.decide(text)
+            out.write(f"[{last.chosen}] ")
+            out.flush()
+            reply = []
+            for piece in backend.stream_chat(st.chat_messages(text, last.chosen, history),
+                                             max_tokens=args.max_tokens):
+                reply.append(piece)
+                out.write(piece)
+                out.flush()
+            out.write("\n")
+            out.flush()
+            history += [{"role": "user", "content": text},
+                        {"role": "assistant", "content": "".join(reply)}]
+            history = history[-6:]          # the small model's context: the last three turns
+    finally:
+        backend.close()
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "estimate", help="estimate a bank: run the model on a sample of a labelled dataset",
+        description="Sample a proportion of a {task,input,label} JSON-lines dataset, run the model "
+        "on each instance and store (x, y', label) as estimated ratings. Resumable.")
+    p.add_argument("--dataset", required=True, metavar="FILE.jsonl")
+    p.add_argument("--proportion", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=40)
+    p.add_argument("--profile", required=True)
+    p.add_argument("--strategy", choices=STRATEGY_NAMES, default="vanilla")
+    _add_backend_options(p)
+    p.set_defaults(func=cmd_estimate)
+
+    p = subparsers.add_parser(
+        "eval", help="accuracy table: strategies x memory variants + nearest neighbour",
+        description="Evaluate on held-out inputs (those in the bank are excluded).")
+    p.add_argument("--dataset", required=True, metavar="FILE.jsonl")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--strategies", default="vanilla", help="comma-separated: " + ",".join(STRATEGY_NAMES))
+    p.add_argument("--limit", type=int, default=None, help="at most this many queries")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="OUT.json", help="also write the rows as JSON")
+    _add_backend_options(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = subparsers.add_parser(
+        "chat", help="chat with CM applied; /why shows the last decision, /quit leaves",
+        description="Each line is classified with CM, then the model answers for that meaning.")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--strategy", choices=STRATEGY_NAMES, default="vanilla")
+    p.add_argument("--memory", choices=VARIANT_NAMES, default="instance")
+    p.add_argument("--max-tokens", type=int, default=128)
+    _add_backend_options(p)
+    p.set_defaults(func=cmd_chat)
+
+
+def main(argv=None) -> int:
+    """For running these commands alone (`python -m cm_desktop.cli.engine_cmds ...`)."""
+    parser = argparse.ArgumentParser(prog="cm")
+    parser.add_argument("--bank", metavar="PATH")
+    parser.add_argument("--debug", action="store_true")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

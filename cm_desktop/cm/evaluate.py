@@ -1,0 +1,244 @@
+"""The paper's tables, and what can be measured on the bank alone.
+
+- `tune_params`: choose alpha, beta, tau, k, gamma by leave-one-out over the rated instances,
+  using each rating's stored y' as a one-hot p (no model pass, numpy only, so it runs on every
+  bank refresh). Test data is never seen.
+- `leave_one_out_agreement`: the Bank view's figure: on the user's own ratings held out one at a
+  time, how often the raw model and how often CM give the user's answer.
+- `evaluate`: held-out queries x strategies x memory variants + the 1-NN baseline; one scoring pass
+  per (query, prompt) serves every variant.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from cm_desktop.cm import marginalize as mz
+from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, normalise_text
+
+# The grid the bank is tuned on. k=1 with gamma large is 1-NN itself, so the tuned rule never
+# scores below nearest neighbour on the bank's own leave-one-out.
+GRID = {
+    "k": (1, 5, 10, 20, 40),
+    "tau": (0.02, 0.05, 0.1, 0.3),
+    "beta": (0.0, 5.0, 20.0),
+    "gamma": (0.5, 1.0, 2.0, 4.0, 16.0),
+    "alpha": (1.0,),
+}
+
+
+@dataclass
+class TuneResult:
+    params: mz.CMParams
+    loo_accuracy: float
+    n: int
+    model_accuracy: float
+    knn_accuracy: float
+
+
+def _loo_neighbours(index: RatingIndex, k_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every rating, its k_max nearest other ratings (indices, similarities), best first."""
+    e = index.embeddings
+    sims = e @ e.T
+    np.fill_diagonal(sims, -np.inf)
+    k = min(k_max, len(index) - 1)
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    top_sims = np.take_along_axis(sims, top, axis=1)
+    order = np.argsort(-top_sims, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_sims, order, axis=1)
+
+
+def _loo_predictions(index: RatingIndex, counts: np.ndarray, nb_idx: np.ndarray,
+                     nb_sims: np.ndarray, params: mz.CMParams) -> np.ndarray:
+    """Instance-dependent CM's answer for each held-out rating, p = one-hot(stored y'), vectorised.
+
+    With one-hot p the posterior is row y' of T_x, so only that row is built.
+    """
+    n, r = len(index), counts.shape[0]
+    m, u = index.model_idx, index.user_idx
+    k = min(params.k, nb_idx.shape[1])
+    idx, sims = nb_idx[:, :k], nb_sims[:, :k]
+    w = np.exp((sims - sims[:, :1]) / params.tau)
+    w = w / w.sum(axis=1, keepdims=True)
+    rows_n = np.repeat(np.arange(n), k)
+    vote = np.zeros((n, r))
+    np.add.at(vote, (rows_n, u[idx].ravel()), w.ravel())
+    row = counts[m].copy()                                  # n(y'_i, .) without rating i itself
+    row[np.arange(n), u] -= 1.0
+    same = (m[idx] == m[:, None])                           # neighbours whose y' matches
+    np.add.at(row, (rows_n, u[idx].ravel()), (params.beta * w * same).ravel())
+    row[np.arange(n), m] += params.alpha
+    tot = row.sum(axis=1, keepdims=True)
+    empty = tot[:, 0] <= 0
+    row[empty, m[empty]] = 1.0
+    tot[empty] = 1.0
+    q = row / tot
+    total = counts.sum() - 1.0
+    a = (np.trace(counts) - (m == u)) / max(total, 1.0)    # agreement without rating i
+    lam = np.clip(a, 0, 1) ** params.gamma
+    final = lam[:, None] * q + (1 - lam[:, None]) * vote
+    return final.argmax(axis=1)
+
+
+def tune_params(index: RatingIndex, counts: np.ndarray, grid: dict | None = None) -> TuneResult:
+    """The grid point with the best leave-one-out accuracy on the bank (first one on ties)."""
+    grid = grid or GRID
+    n = len(index)
+    if n < 3:
+        return TuneResult(mz.CMParams(), 0.0, n, 0.0, 0.0)
+    nb_idx, nb_sims = _loo_neighbours(index, max(grid["k"]))
+    u = index.user_idx
+    best, best_acc = mz.CMParams(), -1.0
+    for k, tau, beta, gamma, alpha in itertools.product(
+            grid["k"], grid["tau"], grid["beta"], grid["gamma"], grid["alpha"]):
+        params = mz.CMParams(alpha=alpha, beta=beta, tau=tau, k=k, gamma=gamma)
+        acc = float(np.mean(_loo_predictions(index, counts, nb_idx, nb_sims, params) == u))
+        if acc > best_acc + 1e-12:
+            best, best_acc = params, acc
+    model_acc = float(np.mean(index.model_idx == u))
+    knn_acc = float(np.mean(u[nb_idx[:, 0]] == u))
+    return TuneResult(best, best_acc, n, model_acc, knn_acc)
+
+
+def counts_matrix(index: RatingIndex) -> np.ndarray:
+    r = len(index.responses)
+    c = np.zeros((r, r))
+    np.add.at(c, (index.model_idx, index.user_idx), 1.0)
+    return c
+
+
+def leave_one_out_agreement(bank, profile: str, embedder: Embedder | None = None) -> dict:
+    """{"n", "model", "cm"}: on the user's own ratings held out one at a time, the share where the
+    raw model (y' == y) and where CM (stored y' as one-hot p, plus the other rated instances) gives
+    the user's answer. No model pass. (CM's parameters are tuned on the same leave-one-out, so its
+    figure is slightly optimistic.)"""
+    index = RatingIndex(bank, profile, embedder or default_embedder())
+    n = len(index)
+    if n == 0:
+        return {"n": 0, "model": 0.0, "cm": 0.0}
+    if n < 3:
+        acc = float(np.mean(index.model_idx == index.user_idx))
+        return {"n": n, "model": acc, "cm": acc}
+    res = tune_params(index, counts_matrix(index))
+    return {"n": n, "model": res.model_accuracy, "cm": res.loo_accuracy}
+
+
+# ---- held-out evaluation ------------------------------------------------------------------------
+
+def load_dataset(path: str | Path) -> list[dict]:
+    """`{"task", "input", "label"}` lines; a clear error naming the line on bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset not found: {path}")
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("input"), str) \
+                    or not isinstance(obj.get("label"), str):
+                raise ValueError(f"{path}:{lineno}: each line needs string fields \"input\" and \"label\"")
+            records.append({"input": obj["input"], "label": obj["label"]})
+    if not records:
+        raise ValueError(f"{path}: no records")
+    return records
+
+
+def held_out_queries(records: Sequence[dict], bank, profile: str, limit: int | None,
+                     seed: int) -> list[dict]:
+    """Records whose input is not in the bank (case/whitespace ignored), deduplicated, shuffled
+    with `seed`, the first `limit`."""
+    in_bank = {normalise_text(r.instance) for r in bank.ratings(profile)}
+    seen, out = set(), []
+    for rec in records:
+        key = normalise_text(rec["input"])
+        if key in in_bank or key in seen:
+            continue
+        seen.add(key)
+        out.append(rec)
+    random.Random(seed).shuffle(out)
+    return out[:limit] if limit else out
+
+
+def macro_f1(gold: Sequence[str], pred: Sequence[str]) -> float:
+    labels = set(gold) | set(pred)
+    f1s = []
+    for lab in labels:
+        tp = sum(1 for g, p in zip(gold, pred) if g == lab and p == lab)
+        fp = sum(1 for g, p in zip(gold, pred) if g != lab and p == lab)
+        fn = sum(1 for g, p in zip(gold, pred) if g == lab and p != lab)
+        f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
+@dataclass
+class _Acc:
+    preds: list[str] = field(default_factory=list)
+    passes: int = 0
+    seconds: float = 0.0
+
+
+def evaluate(engine, queries: Sequence[dict], strategies: Iterable[str], *,
+             variants: Sequence[str] = ("none", "paper", "marginal", "instance"),
+             progress: Callable[[int, int], None] | None = None, cancel=None) -> list[dict]:
+    """Rows {"strategy", "memory", "accuracy", "macro_f1", "passes_per_query", "seconds_per_query"}.
+
+    Per query, the strategies share a prompt cache (vanilla's prompt scored once serves vanilla,
+    consistent and feedback), and each strategy's pass serves all its memory variants; the
+    passes and seconds in a row are still what that strategy + variant costs on its own.
+    """
+    strategies = list(strategies)
+    responses = set(engine.responses)
+    bad = sorted({q["label"] for q in queries} - responses)
+    if bad:
+        raise ValueError(f"labels not in the profile's response set: {', '.join(bad[:10])}")
+    gold = [q["label"] for q in queries]
+    acc: dict[tuple[str, str], _Acc] = {(s, v): _Acc() for s in strategies for v in variants}
+    acc[("knn", "none")] = _Acc()
+    for i, q in enumerate(queries):
+        shared: dict = {}
+        for s in strategies:
+            outcome = engine.model_pass(q["input"], cancel, strategy=s, shared=shared)
+            for v in variants:
+                trace = engine.apply_memory(outcome, v, cancel)
+                a = acc[(s, v)]
+                a.preds.append(trace.chosen)
+                a.passes += trace.passes
+                a.seconds += trace.seconds
+        t0 = time.perf_counter()
+        y_nn, _ = engine.nearest_response(q["input"])
+        a = acc[("knn", "none")]
+        a.preds.append(y_nn or "")
+        a.seconds += time.perf_counter() - t0
+        if progress:
+            progress(i + 1, len(queries))
+    n = max(len(queries), 1)
+    rows = []
+    for (s, v), a in acc.items():
+        rows.append({"strategy": s, "memory": v,
+                     "accuracy": float(np.mean([p == g for p, g in zip(a.preds, gold)])) if queries else 0.0,
+                     "macro_f1": macro_f1(gold, a.preds),
+                     "passes_per_query": a.passes / n,
+                     "seconds_per_query": a.seconds / n})
+    return rows
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    head = f"{'strategy':<11}{'memory':<10}{'accuracy':>9}{'macro-F1':>10}{'passes/q':>10}{'s/q':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['strategy']:<11}{r['memory']:<10}{r['accuracy']:>9.3f}{r['macro_f1']:>10.3f}"
+                     f"{r['passes_per_query']:>10.2f}{r['seconds_per_query']:>8.3f}")
+    return "\n".join(lines)

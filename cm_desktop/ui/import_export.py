@@ -1,0 +1,631 @@
+"""Import and export dialogs for both bank formats (native JSON[.gz] and the paper's memory bank).
+
+Import is preview-then-apply: the file is read and planned in a background op
+(`read_bank_file` + `plan_import`, which write nothing); the person sees what would change and only
+then presses Import, which runs `apply_import` (one transaction, re-planned under the write lock).
+A response-set mismatch needs an explicit choice before Import is enabled. A bad file shows the
+BankFileError's message and location in the dialog and the bank is untouched.
+
+Native file dialogs are not used (DontUseNativeDialog) and the chooser is injectable, so tests and
+headless sessions drive the dialogs by setting fields and calling the accept slots.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cm_desktop.ui.plain import plain_label
+
+FileChooser = Callable[[QWidget], "str | None"]
+BANK_FILE_FILTER = "Bank files (*.json *.json.gz *.gz);;All files (*)"
+_LIST_PREVIEW = 12  # names shown per list in the preview before "and N more"
+
+
+def _choose(parent: QWidget, title: str, *, save: bool, suggested: str = "") -> str | None:
+    """A Qt (non-native) file dialog: same look everywhere and scriptable offscreen."""
+    dialog = QFileDialog(parent, title, suggested)
+    dialog.setOption(QFileDialog.DontUseNativeDialog, True)
+    dialog.setNameFilter(BANK_FILE_FILTER)
+    if save:
+        dialog.setAcceptMode(QFileDialog.AcceptSave)
+        dialog.setFileMode(QFileDialog.AnyFile)
+    else:
+        dialog.setAcceptMode(QFileDialog.AcceptOpen)
+        dialog.setFileMode(QFileDialog.ExistingFile)
+    if dialog.exec() != QDialog.Accepted or not dialog.selectedFiles():
+        return None
+    return dialog.selectedFiles()[0]
+
+
+def _names(items, limit: int = _LIST_PREVIEW) -> str:
+    """One response per indented line (responses may hold commas), at most `limit` of them."""
+    items = list(items)
+    lines = [f"    {item}" for item in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"    … and {len(items) - limit} more")
+    return "\n".join(lines)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A bank file error as a person reads it: where, then what."""
+    location = getattr(exc, "location", None)
+    message = getattr(exc, "message", None) or str(exc)
+    path = getattr(exc, "path", None)
+    where = ", ".join(p for p in (path, f"at {location}" if location else None) if p)
+    return f"{where}: {message}" if where else message
+
+
+# ----- import: the background part (no Qt) ----------------------------------------------------
+
+
+@dataclass
+class ImportPreview:
+    plan: object  # bank_store.formats.ImportPlan
+    needs_choice: bool  # the response sets differ and no keep/union choice was made
+    detected_format: str
+    responses_from: str  # where a new profile's response set comes from, in words
+
+
+def _paper_response_set(parsed) -> tuple[str, ...]:
+    """A response set from a paper file alone: every key and value, first appearance first."""
+    from bank_store import normalise_response
+
+    seen: dict[str, str] = {}
+    for key, values in parsed.mapping.items():
+        for text in [key, *values]:
+            seen.setdefault(normalise_response(text), " ".join(text.split()))
+    return tuple(seen.values())
+
+
+def compute_import_preview(bank, path: str, fmt: str | None, target: str, mode: str,
+                           on_mismatch: str | None, current_profile: str | None,
+                           creating: bool) -> ImportPreview:
+    """Read + plan an import (writes nothing). `on_mismatch=None` means no choice made yet."""
+    from bank_store import BankError, ProfileNotFoundError, ResponseSetMismatchError
+    from bank_store.formats import plan_import, read_bank_file
+    from bank_store.records import check_profile_name
+
+    if not path:
+        raise BankError("choose a file to import")
+    if not os.path.exists(path):
+        raise BankError(f"{path}: file not found")
+    if creating:
+        if not target.strip():
+            raise BankError("type a name for the new profile")
+        check_profile_name(target)
+        try:
+            bank.get_profile(target)
+        except ProfileNotFoundError:
+            pass
+        else:
+            raise BankError(f"a profile named {target!r} already exists: pick another name, "
+                            "or switch to it and import into the current profile")
+    elif not target:
+        raise BankError("there is no current profile: import into a new profile instead")
+    parsed = read_bank_file(path, fmt)
+    responses = None
+    responses_from = ""
+    if creating and parsed.format == "paper":
+        # A paper file carries no response set: the new profile takes the current one's (same
+        # task, e.g. Banking77's intents) or, with none, every response the file names.
+        if current_profile:
+            responses = bank.get_profile(current_profile).responses
+            responses_from = f"the response set of profile {current_profile!r}"
+        else:
+            responses = _paper_response_set(parsed)
+            responses_from = "the responses named in the file"
+    elif creating:
+        responses_from = "the file's response set"
+    try:
+        plan = plan_import(bank, parsed, target, mode=mode, on_mismatch=on_mismatch or "error",
+                           responses=responses)
+        needs_choice = False
+    except ResponseSetMismatchError:
+        plan = plan_import(bank, parsed, target, mode=mode, on_mismatch="keep", responses=responses)
+        needs_choice = True
+    return ImportPreview(plan, needs_choice, parsed.format, responses_from)
+
+
+def preview_text(preview: ImportPreview) -> str:
+    """The preview as plain text (shown in a QPlainTextEdit: nothing from the file is markup)."""
+    plan = preview.plan
+    parsed = plan.parsed
+    lines = [f"File: {parsed.path}", f"Format: {preview.detected_format}"]
+    if plan.create_profile:
+        lines.append(f"Into: a new profile {plan.profile!r} with {len(plan.responses)} responses"
+                     + (f" ({preview.responses_from})" if preview.responses_from else ""))
+    else:
+        lines.append(f"Into: profile {plan.profile!r} ({plan.mode})")
+    if plan.removed:
+        lines.append(f"Replace: the profile's {plan.removed} ratings are removed first "
+                     "(a backup is taken)")
+    lines.append(f"New ratings: {len(plan.new)}")
+    lines.append(f"Duplicates skipped: {plan.duplicates}")
+    lines.append(f"Model responses in the response set: {plan.matched_keys} of {plan.total_keys}")
+    lines.append(f"User responses in the response set: {plan.matched_values} of {plan.total_values}")
+    if plan.raw_keys:
+        lines.append(f"Model responses outside the response set, kept as raw ({len(plan.raw_keys)}):")
+        lines.append(_names(plan.raw_keys))
+    if plan.raw_values:
+        lines.append(f"User responses outside the response set, kept but not in the matrix "
+                     f"({len(plan.raw_values)}):")
+        lines.append(_names(plan.raw_values))
+    if plan.mismatch:
+        only_file, only_profile = plan.mismatch
+        lines.append("")
+        lines.append("The file's response set differs from the profile's:")
+        lines.append(f"  only in the file ({len(only_file)}):")
+        lines.extend([_names(only_file)] if only_file else [])
+        lines.append(f"  only in the profile ({len(only_profile)}):")
+        lines.extend([_names(only_profile)] if only_profile else [])
+        if preview.needs_choice:
+            lines.append("Choose below: keep the profile's set, use the union, or don't import.")
+        elif plan.responses_added:
+            lines.append(f"Union: {len(plan.responses_added)} responses are added to the profile.")
+        else:
+            lines.append("Keep: the profile's response set stays as it is.")
+    return "\n".join(lines)
+
+
+# ----- import dialog --------------------------------------------------------------------------
+
+FORMATS = (("Detect from the file", None), ("Native (CM Desktop JSON, .json / .json.gz)", "native"),
+           ("Paper memory bank ({model response: [user responses]})", "paper"))
+MISMATCH_CHOICES = (("keep", "Keep the profile's response set"),
+                    ("union", "Add the file's responses (union)"),
+                    ("stop", "Don't import"))
+
+
+class ImportDialog(QDialog):
+    preview_ready = Signal(object)  # ImportPreview, or the exception
+    imported = Signal(object)  # ImportReport
+    import_failed = Signal(object)  # the exception
+
+    def __init__(self, ctx, parent: QWidget | None = None, *, path: str | None = None,
+                 file_chooser: FileChooser | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setWindowTitle("Import bank")
+        self.file_chooser = file_chooser
+        self.preview: ImportPreview | None = None
+        self.error: BaseException | None = None
+        self.report = None
+        self._generation = 0
+        self._preview_op = None
+        self._import_op = None
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(250)
+        self._debounce.timeout.connect(self.refresh_preview)
+        self._build()
+        if path:
+            self.path_edit.setText(str(path))
+
+    def _build(self) -> None:
+        self.path_edit = QLineEdit()
+        self.path_edit.setPlaceholderText("A bank file: native .json / .json.gz, or a paper memory bank .json")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self.browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(browse)
+        self.format_combo = QComboBox()
+        for text, value in FORMATS:
+            self.format_combo.addItem(text, value)
+
+        current = self.ctx.profile
+        self.current_radio = QRadioButton(f"The current profile ({current})" if current else "The current profile (none)")
+        self.current_radio.setEnabled(bool(current))
+        self.new_radio = QRadioButton("A new profile named")
+        self.new_name_edit = QLineEdit()
+        self.new_name_edit.setPlaceholderText("profile name")
+        target_group = QButtonGroup(self)
+        target_group.addButton(self.current_radio)
+        target_group.addButton(self.new_radio)
+        (self.current_radio if current else self.new_radio).setChecked(True)
+        target_box = QWidget()
+        tl = QVBoxLayout(target_box)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(self.current_radio)
+        new_row = QHBoxLayout()
+        new_row.addWidget(self.new_radio)
+        new_row.addWidget(self.new_name_edit, 1)
+        tl.addLayout(new_row)
+
+        self.merge_radio = QRadioButton("Merge (add what is new, skip duplicates)")
+        self.replace_radio = QRadioButton("Replace the profile's ratings (a backup is taken)")
+        mode_group = QButtonGroup(self)
+        mode_group.addButton(self.merge_radio)
+        mode_group.addButton(self.replace_radio)
+        self.merge_radio.setChecked(True)
+        mode_box = QWidget()
+        ml = QVBoxLayout(mode_box)
+        ml.setContentsMargins(0, 0, 0, 0)
+        ml.addWidget(self.merge_radio)
+        ml.addWidget(self.replace_radio)
+
+        self.mismatch_box = QGroupBox("The response sets differ: what should happen?")
+        mm = QVBoxLayout(self.mismatch_box)
+        self.mismatch_group = QButtonGroup(self)
+        self.mismatch_group.setExclusive(True)
+        self.mismatch_radios: dict[str, QRadioButton] = {}
+        for value, text in MISMATCH_CHOICES:
+            radio = QRadioButton(text)
+            self.mismatch_radios[value] = radio
+            self.mismatch_group.addButton(radio)
+            mm.addWidget(radio)
+            radio.toggled.connect(lambda on, v=value: on and self._mismatch_chosen(v))
+        self.mismatch_box.setVisible(False)
+
+        form = QFormLayout()
+        form.addRow(plain_label("File"), path_row)
+        form.addRow(plain_label("Format"), self.format_combo)
+        form.addRow(plain_label("Import into"), target_box)
+        form.addRow(plain_label("Mode"), mode_box)
+
+        self.preview_edit = QPlainTextEdit()
+        self.preview_edit.setReadOnly(True)
+        self.preview_edit.setPlaceholderText("The preview of what will change appears here.")
+        self.preview_edit.setMinimumHeight(180)
+        self.error_label = plain_label("", selectable=True)
+        self.error_label.setObjectName("importError")
+        self.error_label.setStyleSheet("color: #b00020;")
+
+        self.buttons = QDialogButtonBox()
+        self.preview_button = self.buttons.addButton("Preview", QDialogButtonBox.ActionRole)
+        self.import_button = self.buttons.addButton("Import", QDialogButtonBox.AcceptRole)
+        self.cancel_button = self.buttons.addButton(QDialogButtonBox.Cancel)
+        self.import_button.setEnabled(False)
+        self.preview_button.clicked.connect(self.refresh_preview)
+        # accepted is left unconnected: the dialog closes only after the write succeeded.
+        self.import_button.clicked.connect(self.start_import)
+        self.buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.mismatch_box)
+        layout.addWidget(plain_label("Preview (nothing is written until you press Import)"))
+        layout.addWidget(self.preview_edit, 1)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.buttons)
+        self.resize(640, 560)
+
+        for signal in (self.path_edit.textChanged, self.new_name_edit.textChanged):
+            signal.connect(self._inputs_changed)
+        self.format_combo.currentIndexChanged.connect(self._inputs_changed)
+        for radio in (self.current_radio, self.new_radio, self.merge_radio, self.replace_radio):
+            radio.toggled.connect(self._inputs_changed)
+        self.new_name_edit.textEdited.connect(lambda _t: self.new_radio.setChecked(True))
+
+    # ----- fields (tests set these directly) --------------------------------------------------
+    def set_format(self, fmt: str | None) -> None:
+        self.format_combo.setCurrentIndex([v for _t, v in FORMATS].index(fmt))
+
+    def set_new_profile(self, name: str) -> None:
+        self.new_name_edit.setText(name)
+        self.new_radio.setChecked(True)
+
+    def target_profile(self) -> tuple[str, bool]:
+        """(profile name, whether it is created by this import)."""
+        if self.new_radio.isChecked():
+            return self.new_name_edit.text().strip(), True
+        return self.ctx.profile or "", False
+
+    def mismatch_choice(self) -> str | None:
+        for value, radio in self.mismatch_radios.items():
+            if radio.isChecked():
+                return value
+        return None
+
+    def set_mismatch_choice(self, value: str) -> None:
+        self.mismatch_radios[value].setChecked(True)
+
+    def browse(self) -> None:
+        path = (self.file_chooser(self) if self.file_chooser
+                else _choose(self, "Import bank", save=False, suggested=self.path_edit.text()))
+        if path:
+            self.path_edit.setText(str(path))
+            self.refresh_preview()
+
+    # ----- preview ----------------------------------------------------------------------------
+    def _inputs_changed(self, *_args) -> None:
+        self.import_button.setEnabled(False)  # the shown preview no longer matches the fields
+        # The mismatch choice belongs to one file/target: a change of either asks again.
+        self._clear_mismatch_choice()
+        self._debounce.start()
+
+    def _clear_mismatch_choice(self) -> None:
+        self.mismatch_group.setExclusive(False)
+        for radio in self.mismatch_radios.values():
+            radio.blockSignals(True)
+            radio.setChecked(False)
+            radio.blockSignals(False)
+        self.mismatch_group.setExclusive(True)
+
+    def _mismatch_chosen(self, value: str) -> None:
+        if value == "stop":
+            self.import_button.setEnabled(False)
+            self.error_label.setText("Not importing: the response sets differ. Pick keep or union to go on.")
+            return
+        self.refresh_preview()
+
+    def refresh_preview(self):
+        """Read and plan the import in the background; returns the op (tests wait on it)."""
+        self._debounce.stop()
+        self._generation += 1
+        generation = self._generation
+        if self._preview_op is not None and not self._preview_op.done:
+            self._preview_op.cancel()
+        self.import_button.setEnabled(False)
+        self.error_label.setText("")
+        self.preview_edit.setPlainText("Reading the file…")
+        target, creating = self.target_profile()
+        choice = self.mismatch_choice()
+        self._preview_op = self.ctx.run(
+            compute_import_preview, self.ctx.bank, self.path_edit.text().strip(),
+            self.format_combo.currentData(), target,
+            "replace" if self.replace_radio.isChecked() else "merge",
+            choice if choice in ("keep", "union") else None, self.ctx.profile, creating,
+            label="Reading the bank file", parent=self,
+            on_success=lambda preview: self._preview_done(generation, preview),
+            on_failure=lambda exc: self._preview_failed(generation, exc),
+        )
+        return self._preview_op
+
+    def _preview_done(self, generation: int, preview: ImportPreview) -> None:
+        if generation != self._generation:
+            return
+        self.preview, self.error = preview, None
+        self.preview_edit.setPlainText(preview_text(preview))
+        has_mismatch = bool(preview.plan.mismatch)
+        self.mismatch_box.setVisible(has_mismatch)
+        choice = self.mismatch_choice()
+        ready = not has_mismatch or choice in ("keep", "union")
+        self.import_button.setEnabled(ready and (bool(preview.plan.new) or preview.plan.create_profile
+                                                 or bool(preview.plan.removed)
+                                                 or bool(preview.plan.responses_added)))
+        plan = preview.plan
+        if ready and not (plan.new or plan.create_profile or plan.removed or plan.responses_added):
+            self.error_label.setText("Nothing to import: every rating in the file is already in the profile.")
+        if has_mismatch and choice == "stop":
+            self.error_label.setText("Not importing: the response sets differ. Pick keep or union to go on.")
+        self.preview_ready.emit(preview)
+
+    def _preview_failed(self, generation: int, exc: BaseException) -> None:
+        if generation != self._generation:
+            return
+        self.preview, self.error = None, exc
+        self.preview_edit.setPlainText("")
+        self.mismatch_box.setVisible(False)
+        self.error_label.setText(f"Cannot import: {describe_error(exc)}")
+        self.preview_ready.emit(exc)
+
+    # ----- import -----------------------------------------------------------------------------
+    def start_import(self):
+        """The accept slot: apply the previewed plan in the background; returns the op (or None)."""
+        if self.preview is None or not self.import_button.isEnabled():
+            return None
+        from bank_store.formats import apply_import
+
+        plan = self.preview.plan
+        choice = self.mismatch_choice()
+        if plan.mismatch and choice not in ("keep", "union"):
+            return None
+        self.import_button.setEnabled(False)
+        self.preview_button.setEnabled(False)
+        self._import_op = self.ctx.run(
+            apply_import, self.ctx.bank, plan, label="Importing the bank file", parent=self,
+            on_success=self._import_done, on_failure=self._import_failed,
+        )
+        return self._import_op
+
+    def _import_done(self, report) -> None:
+        self.report = report
+        profile = report.plan.profile
+        self.ctx.bank_changed.emit(profile)
+        if report.plan.create_profile:
+            self.ctx.set_profile(profile)  # show what was just imported
+        self.ctx.status_message.emit(self.summary())
+        self.imported.emit(report)
+        self.accept()
+
+    def _import_failed(self, exc: BaseException) -> None:
+        self.preview_button.setEnabled(True)
+        self.error_label.setText(f"Import failed, the bank is unchanged: {describe_error(exc)}")
+        self.import_failed.emit(exc)
+
+    def summary(self) -> str:
+        if self.report is None:
+            return ""
+        plan = self.report.plan
+        text = (f"Imported {self.report.added} ratings into profile {plan.profile!r}"
+                f" ({plan.duplicates} duplicates skipped).")
+        if plan.responses_added:
+            text += f" {len(plan.responses_added)} responses were added to the response set."
+        if self.report.backup:
+            text += f" A backup was taken first: {self.report.backup}"
+        return text
+
+
+# ----- export dialog --------------------------------------------------------------------------
+
+
+def export_bank(bank, profile: str, path: str, fmt: str) -> int:
+    """Write the file (runs in the background); returns ratings (native) or pairs (paper) written."""
+    from bank_store.formats import export_native, export_paper
+
+    return (export_native if fmt == "native" else export_paper)(bank, profile, path)
+
+
+class ExportDialog(QDialog):
+    exported = Signal(object)  # (path, fmt, count)
+    export_failed = Signal(object)
+
+    def __init__(self, ctx, parent: QWidget | None = None, *, path: str | None = None,
+                 file_chooser: FileChooser | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.file_chooser = file_chooser
+        self.result_info: tuple[str, str, int] | None = None
+        self._op = None
+        self._overwrite_ok: str | None = None
+        self.setWindowTitle("Export bank")
+        profile = ctx.profile or ""
+        self.native_radio = QRadioButton("Native (every rating, with instances and times)")
+        self.paper_radio = QRadioButton("Paper memory bank ({model response: [user responses]}, no counts)")
+        group = QButtonGroup(self)
+        group.addButton(self.native_radio)
+        group.addButton(self.paper_radio)
+        self.native_radio.setChecked(True)
+        self.gzip_box = QCheckBox("Compress (gzip, .gz)")
+        self.path_edit = QLineEdit(path or str(Path.home() / f"{_safe_file_stem(profile)}-bank.json"))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self.browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(browse)
+        self.gzip_box.toggled.connect(self._sync_suffix)
+        self.status_label = plain_label("", selectable=True)
+
+        form = QFormLayout()
+        form.addRow(plain_label("Profile"), plain_label(profile or "(none selected)"))
+        fmt_box = QWidget()
+        fl = QVBoxLayout(fmt_box)
+        fl.setContentsMargins(0, 0, 0, 0)
+        fl.addWidget(self.native_radio)
+        fl.addWidget(self.paper_radio)
+        form.addRow(plain_label("Format"), fmt_box)
+        form.addRow(plain_label(""), self.gzip_box)
+        form.addRow(plain_label("File"), path_row)
+        self.buttons = QDialogButtonBox()
+        self.export_button = self.buttons.addButton("Export", QDialogButtonBox.AcceptRole)
+        self.buttons.addButton(QDialogButtonBox.Cancel)
+        self.export_button.clicked.connect(self.start_export)
+        self.buttons.rejected.connect(self.reject)
+        self.export_button.setEnabled(bool(profile))
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.buttons)
+        self.resize(560, 220)
+
+    def format(self) -> str:
+        return "paper" if self.paper_radio.isChecked() else "native"
+
+    def _sync_suffix(self, gzip_on: bool) -> None:
+        text = self.path_edit.text().strip()
+        if not text:
+            return
+        if gzip_on and not text.endswith(".gz"):
+            self.path_edit.setText(text + ".gz")
+        elif not gzip_on and text.endswith(".gz"):
+            self.path_edit.setText(text[:-3])
+
+    def browse(self) -> None:
+        path = (self.file_chooser(self) if self.file_chooser
+                else _choose(self, "Export bank", save=True, suggested=self.path_edit.text()))
+        if path:
+            self.path_edit.setText(str(path))
+            self.gzip_box.setChecked(str(path).endswith(".gz"))
+            self._overwrite_ok = str(Path(path).expanduser())  # the save dialog asked already
+
+    def start_export(self):
+        """The accept slot: export in the background; returns the op (or None if nothing to do)."""
+        profile = self.ctx.profile
+        path = self.path_edit.text().strip()
+        if not profile:
+            self.status_label.setText("There is no current profile to export.")
+            return None
+        if not path:
+            self.status_label.setText("Choose where to save the file.")
+            return None
+        path = str(Path(path).expanduser())
+        if self.gzip_box.isChecked() and not path.endswith(".gz"):
+            path += ".gz"
+        if not Path(path).parent.is_dir():
+            self.status_label.setText(f"The folder {Path(path).parent} does not exist.")
+            return None
+        if Path(path).exists() and path != self._overwrite_ok:
+            # A typed path could replace a file by accident: the second press confirms.
+            self._overwrite_ok = path
+            self.status_label.setText(f"{path} already exists: press Export again to replace it.")
+            return None
+        fmt = self.format()
+        self.export_button.setEnabled(False)
+        self.status_label.setText("Exporting…")
+        self._op = self.ctx.run(
+            export_bank, self.ctx.bank, profile, path, fmt, label="Exporting the bank", parent=self,
+            on_success=lambda n: self._done(path, fmt, n, profile), on_failure=self._failed,
+        )
+        return self._op
+
+    def _done(self, path: str, fmt: str, count: int, profile: str) -> None:
+        self.result_info = (path, fmt, int(count))
+        self.status_label.setText(self.summary())
+        self.ctx.status_message.emit(self.summary())
+        self.exported.emit(self.result_info)
+        self.accept()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.export_button.setEnabled(True)
+        self.status_label.setText(f"Export failed: {describe_error(exc)}")
+        self.export_failed.emit(exc)
+
+    def summary(self) -> str:
+        if self.result_info is None:
+            return ""
+        path, fmt, count = self.result_info
+        what = f"{count} ratings" if fmt == "native" else f"{count} model response → response pairs"
+        return f"Exported {what} of profile {self.ctx.profile!r} to {path} ({fmt} format)."
+
+
+def _safe_file_stem(name: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.")
+    return stem or "profile"
+
+
+def _show_summary(parent: QWidget | None, title: str, text: str) -> None:
+    box = QMessageBox(QMessageBox.Information, title, "", QMessageBox.Ok, parent)
+    box.setTextFormat(Qt.PlainText)
+    box.setText(text)
+    box.exec()
+
+
+def run_import_dialog(ctx, parent: QWidget | None = None) -> None:
+    """File ▸ Import bank…: modal dialog, then a summary of what was imported."""
+    dialog = ImportDialog(ctx, parent)
+    if dialog.exec() == QDialog.Accepted and dialog.report is not None:
+        _show_summary(parent, "Import finished", dialog.summary())
+
+
+def run_export_dialog(ctx, parent: QWidget | None = None) -> None:
+    """File ▸ Export bank…: modal dialog, then a summary of what was written."""
+    if not ctx.profile:
+        _show_summary(parent, "Export bank", "There is no current profile to export: create or choose one first.")
+        return
+    dialog = ExportDialog(ctx, parent)
+    if dialog.exec() == QDialog.Accepted and dialog.result_info is not None:
+        _show_summary(parent, "Export finished", dialog.summary())

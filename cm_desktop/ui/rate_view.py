@@ -1,0 +1,452 @@
+"""The Rate view: go through a queue of queries, accept or correct the model's proposal.
+
+Keys (the filter box always has focus): Enter accepts the proposal (or, while filtering, picks the
+highlighted response); 1–9 pick a top candidate; typing filters the whole response set, arrows
+move in it; Backspace on an empty filter skips; Esc clears the filter; Ctrl+Z is the app's Undo.
+
+Proposals are computed on the inference thread and the next few queries are prefetched, so the next
+one is normally ready at once. With coverage-driven order the next query is the prefetched one the
+bank knows least about (`CMEngine.coverage_need`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cm_desktop.ui.plain import one_line, plain_label, set_plain
+from cm_desktop.ui.rating_commands import AddRatingCommand
+from cm_desktop.ui.resource_files import Query, read_queries
+
+PREFETCH = 3           # proposals computed ahead of the current query
+MAX_TOP = 9            # keys 1–9
+
+
+@dataclass
+class QueueItem:
+    query: Query
+    trace: object = None          # cm Trace once proposed
+    need: float | None = None     # coverage need (higher = the bank knows less)
+    requested: bool = False
+    error: BaseException | None = None
+    fingerprint: str | None = None  # the model that proposed it
+
+    @property
+    def text(self) -> str:
+        return self.query.text
+
+
+def filter_responses(responses, text: str) -> list[str]:
+    """Responses containing every word typed (case-insensitive), prefix matches first."""
+    words = text.lower().split()
+    if not words:
+        return list(responses)
+    hits = [r for r in responses if all(w in r.lower() for w in words)]
+    return sorted(hits, key=lambda r: (not r.lower().startswith(words[0]), 0))
+
+
+def top_choices(trace, limit: int = MAX_TOP) -> list[tuple[str, float]]:
+    """The model's best responses, most likely first, for keys 1–9."""
+    if trace is None:
+        return []
+    ranked = sorted(getattr(trace, "scores", {}).items(), key=lambda kv: -kv[1])
+    if len(ranked) < len(trace.model_top):
+        ranked = list(trace.model_top)
+    seen, out = set(), []
+    for response, p in [(trace.model_response, dict(ranked).get(trace.model_response, 0.0))] + ranked:
+        if response not in seen:
+            seen.add(response)
+            out.append((response, float(p)))
+    return out[:limit]
+
+
+class _KeyRouter(QObject):
+    """Routes the Rate view's keys from the filter box (see the module docstring)."""
+
+    def __init__(self, view: "RateView"):
+        super().__init__(view)
+        self.view = view
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+        if event.type() != QEvent.KeyPress:
+            return False
+        v, key, text = self.view, event.key(), event.text()
+        empty = not v.filter_edit.text()
+        if event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier):
+            return False
+        if key in (Qt.Key_Return, Qt.Key_Enter):
+            v.pick_filtered() if not empty else v.accept()
+            return True
+        if empty and text and text in "123456789" and len(text) == 1:
+            v.pick_top(int(text))
+            return True
+        if empty and key == Qt.Key_Backspace:
+            v.skip()
+            return True
+        if key == Qt.Key_Escape:
+            v.filter_edit.clear()
+            return True
+        if key in (Qt.Key_Up, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_PageDown):
+            v.move_selection(key)
+            return True
+        return False
+
+
+class RateView(QWidget):
+    rated = Signal(object)        # the Rating written (after the bank write)
+
+    def __init__(self, ctx, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.ctx = ctx
+        self.queue: list[QueueItem] = []
+        self.current: QueueItem | None = None
+        self.n_rated = 0
+        self.n_agreed = 0
+        self.n_skipped = 0
+        self._generation = 0       # bumps on profile/settings change: older proposals are dropped
+        self._responses: list[str] = []
+        self._build()
+        ctx.profile_changed.connect(self._on_profile_changed)
+        ctx.inference.backend_loaded.connect(self._backend_loaded)
+        if ctx.profile:
+            self._on_profile_changed(ctx.profile)
+
+    # ---- layout ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(16, 12, 16, 12)
+        outer.setSpacing(10)
+
+        source = QHBoxLayout()
+        self.open_button = QPushButton("Open dataset…")
+        self.open_button.clicked.connect(self.choose_dataset)
+        self.add_edit = QLineEdit()
+        self.add_edit.setPlaceholderText("Type a query to rate and press Enter…")
+        self.add_edit.returnPressed.connect(self._add_typed)
+        self.coverage_box = QCheckBox("Coverage-driven order")
+        self.coverage_box.setToolTip("Ask first about the queries the bank knows least about.")
+        self.coverage_box.setChecked(bool(self.ctx.settings.coverage_order))
+        self.coverage_box.toggled.connect(self._coverage_toggled)
+        source.addWidget(self.open_button)
+        source.addWidget(self.add_edit, 1)
+        source.addWidget(self.coverage_box)
+        outer.addLayout(source)
+
+        card = QFrame()
+        card.setObjectName("bubbleBot")
+        card_layout = QVBoxLayout(card)
+        card_layout.setContentsMargins(14, 10, 14, 12)
+        self.source_label = plain_label("", wrap=False)
+        self.source_label.setObjectName("muted")
+        self.query_label = plain_label("No queries yet: open a dataset or type one above.", selectable=True)
+        self.query_label.setObjectName("queryText")
+        self.proposal_label = plain_label("")
+        self.proposal_label.setObjectName("proposalText")
+        card_layout.addWidget(self.source_label)
+        card_layout.addWidget(self.query_label)
+        card_layout.addWidget(self.proposal_label)
+        outer.addWidget(card)
+
+        middle = QGridLayout()
+        middle.setHorizontalSpacing(14)
+        middle.addWidget(plain_label("Top candidates (press 1–9)"), 0, 0)
+        middle.addWidget(plain_label("All responses (type to filter, ↑↓ and Enter to pick)"), 0, 1)
+        self.top_list = QListWidget()
+        self.top_list.setFocusPolicy(Qt.NoFocus)
+        self.top_list.itemClicked.connect(lambda item: self.pick_top(self.top_list.row(item) + 1))
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Type to search the response set…")
+        self.filter_edit.textChanged.connect(self._refilter)
+        self.filter_edit.installEventFilter(_KeyRouter(self))
+        self.all_list = QListWidget()
+        self.all_list.setFocusPolicy(Qt.NoFocus)
+        self.all_list.itemDoubleClicked.connect(lambda item: self.rate(item.text()))
+        right = QVBoxLayout()
+        right.addWidget(self.filter_edit)
+        right.addWidget(self.all_list, 1)
+        middle.addWidget(self.top_list, 1, 0)
+        middle.addLayout(right, 1, 1)
+        middle.setColumnStretch(0, 1)
+        middle.setColumnStretch(1, 1)
+        outer.addLayout(middle, 1)
+
+        buttons = QHBoxLayout()
+        self.accept_button = QPushButton("Accept  (Enter)")
+        self.accept_button.setObjectName("primary")
+        self.accept_button.clicked.connect(self.accept)
+        self.skip_button = QPushButton("Skip  (Backspace)")
+        self.skip_button.clicked.connect(self.skip)
+        self.undo_button = QPushButton("Undo  (Ctrl+Z)")
+        self.undo_button.clicked.connect(self.ctx.undo_stack().undo)
+        self.undo_button.setEnabled(False)
+        self.ctx.undo_stack().canUndoChanged.connect(self.undo_button.setEnabled)
+        buttons.addWidget(self.accept_button)
+        buttons.addWidget(self.skip_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.undo_button)
+        outer.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(False)
+        self.counts_label = plain_label("", wrap=False)
+        self.counts_label.setObjectName("muted")
+        outer.addWidget(self.progress)
+        outer.addWidget(self.counts_label)
+        self.setFocusProxy(self.filter_edit)
+        self._update_counts()
+
+    # ---- profile and queue -------------------------------------------------------------------
+    def _on_profile_changed(self, profile: str) -> None:
+        self._responses = []
+        if profile:
+            self.ctx.run(lambda: list(self.ctx.bank.get_profile(profile).responses), label="Reading the profile",
+                         on_success=self._set_responses, parent=self)
+        self._restart_proposals()
+
+    def _set_responses(self, responses: list[str]) -> None:
+        self._responses = responses
+        self._refilter()
+
+    def _restart_proposals(self) -> None:
+        """Proposals belong to one profile and one model: drop them and ask again."""
+        self._generation += 1
+        for item in ([self.current] if self.current else []) + self.queue:
+            item.trace, item.need, item.requested, item.error = None, None, False, None
+        self._show_current()
+        self._prefetch()
+
+    def _backend_loaded(self, _kind: str, fingerprint: str) -> None:
+        """Re-ask only what another model proposed or what failed; queued requests already run
+        after the load (the inference thread is FIFO)."""
+        for item in ([self.current] if self.current else []) + self.queue:
+            if item.error is not None or (item.trace is not None and item.fingerprint != fingerprint):
+                item.trace, item.need, item.requested, item.error = None, None, False, None
+        self._show_current()
+        self._prefetch()
+
+    def load_queries(self, queries: list[Query], source: str = "") -> None:
+        self.queue.extend(QueueItem(q) for q in queries)
+        if source:
+            set_plain(self.source_label, f"From {source}")
+        if self.current is None:
+            self._advance()
+        else:
+            self._prefetch()
+        self._update_counts()
+
+    def open_dataset(self, path: str) -> None:
+        def loaded(queries):
+            self.ctx.settings.last_dataset = str(path)
+            self.load_queries(queries, source=str(path).rsplit("/", 1)[-1])
+
+        self.ctx.run(read_queries, path, label="Opening the dataset", on_success=loaded, parent=self)
+
+    def choose_dataset(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a dataset of queries", self.ctx.settings.last_dataset,
+                                              "Queries (*.jsonl *.json *.txt);;All files (*)")
+        if path:
+            self.open_dataset(path)
+
+    def _add_typed(self) -> None:
+        text = self.add_edit.text().strip()
+        if not text:
+            return
+        self.add_edit.clear()
+        self.queue.insert(0, QueueItem(Query(text)))
+        if self.current is None:
+            self._advance()
+        else:
+            self._prefetch()
+        self._update_counts()
+        self.filter_edit.setFocus()
+
+    def _coverage_toggled(self, on: bool) -> None:
+        self.ctx.settings.coverage_order = on
+        self._prefetch()
+
+    # ---- proposals ---------------------------------------------------------------------------
+    def _prefetch(self) -> None:
+        profile = self.ctx.profile
+        if not profile:
+            return
+        wanted = ([self.current] if self.current else []) + self.queue[:PREFETCH]
+        for item in wanted:
+            if item.requested:
+                continue
+            item.requested = True
+            self._request(item, profile, self._generation)
+
+    def _request(self, item: QueueItem, profile: str, generation: int) -> None:
+        coverage = self.coverage_box.isChecked()
+
+        def propose(engine_ctx, cancel=None):
+            engine = engine_ctx.engine_for(profile)
+            trace = engine.propose(item.text, cancel=cancel)
+            need = engine.coverage_need(trace) if coverage else None
+            return trace, need, getattr(engine_ctx.backend, "fingerprint", None)
+
+        def done(result):
+            if generation != self._generation:
+                return
+            item.trace, item.need, item.fingerprint = result
+            item.error = None
+            if item is self.current:
+                self._show_current()
+            elif self.current is None:
+                self._advance()
+
+        def failed(exc):
+            if generation != self._generation:
+                return
+            item.error = exc
+            if item is self.current:
+                self._show_current()
+
+        self.ctx.inference.submit(propose, on_success=done, on_failure=failed,
+                                  label="Proposing an answer", parent=self, progress_after_ms=10**9)
+
+    def _advance(self) -> None:
+        """Make the next query current: the neediest ready one with coverage order, else the first."""
+        self.current = None
+        if self.queue:
+            index = 0
+            if self.coverage_box.isChecked():
+                window = self.queue[:PREFETCH]
+                ready = [(i, it) for i, it in enumerate(window) if it.trace is not None and it.need is not None]
+                if ready:
+                    index = max(ready, key=lambda pair: (pair[1].need, -pair[0]))[0]
+            self.current = self.queue.pop(index)
+        self.filter_edit.clear()
+        self._show_current()
+        self._prefetch()
+        self._update_counts()
+
+    # ---- display -----------------------------------------------------------------------------
+    def _show_current(self) -> None:
+        item = self.current
+        self.top_list.clear()
+        if item is None:
+            done = self.n_rated + self.n_skipped
+            set_plain(self.query_label, "All done: open another dataset or type a query above."
+                      if done else "No queries yet: open a dataset or type one above.")
+            set_plain(self.proposal_label, "")
+            self.accept_button.setEnabled(False)
+            self.skip_button.setEnabled(False)
+            return
+        set_plain(self.query_label, item.text)
+        self.skip_button.setEnabled(True)
+        if item.error is not None:
+            set_plain(self.proposal_label, f"Could not get a proposal: {item.error}")
+            self.accept_button.setEnabled(False)
+            # the user can still pick from the full set; y' is then unknown, so rating needs a retry
+            return
+        if item.trace is None:
+            set_plain(self.proposal_label, "The model is thinking…")
+            self.accept_button.setEnabled(False)
+            return
+        set_plain(self.proposal_label, f"Model: {item.trace.model_response}")
+        self.accept_button.setEnabled(True)
+        for i, (response, p) in enumerate(top_choices(item.trace), 1):
+            list_item = QListWidgetItem(f"{i}   {response}   ({p:.0%})")
+            list_item.setData(Qt.UserRole, response)
+            self.top_list.addItem(list_item)
+
+    def _refilter(self) -> None:
+        self.all_list.clear()
+        for response in filter_responses(self._responses, self.filter_edit.text()):
+            self.all_list.addItem(QListWidgetItem(response))
+        if self.all_list.count():
+            self.all_list.setCurrentRow(0)
+
+    def move_selection(self, key) -> None:
+        step = {Qt.Key_Up: -1, Qt.Key_Down: 1, Qt.Key_PageUp: -10, Qt.Key_PageDown: 10}[key]
+        count = self.all_list.count()
+        if count:
+            row = min(max(self.all_list.currentRow() + step, 0), count - 1)
+            self.all_list.setCurrentRow(row)
+
+    def _update_counts(self) -> None:
+        remaining = len(self.queue) + (1 if self.current else 0)
+        total = self.n_rated + self.n_skipped + remaining
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(self.n_rated + self.n_skipped)
+        agreement = f"{self.n_agreed / self.n_rated:.0%}" if self.n_rated else "–"
+        set_plain(self.counts_label, f"Rated {self.n_rated}  ·  skipped {self.n_skipped}  ·  remaining {remaining}"
+                                     f"  ·  model agreed with you {self.n_agreed} of {self.n_rated} ({agreement})")
+
+    # ---- actions -----------------------------------------------------------------------------
+    def accept(self) -> None:
+        if self.current is not None and self.current.trace is not None:
+            self.rate(self.current.trace.model_response)
+
+    def pick_top(self, k: int) -> None:
+        if self.current is None or self.current.trace is None:
+            return
+        choices = top_choices(self.current.trace)
+        if 1 <= k <= len(choices):
+            self.rate(choices[k - 1][0])
+
+    def pick_filtered(self) -> None:
+        item = self.all_list.currentItem()
+        if item is not None:
+            self.rate(item.text())
+
+    def skip(self) -> None:
+        if self.current is None:
+            return
+        self.n_skipped += 1
+        self._advance()
+
+    def rate(self, user_response: str) -> None:
+        """Record (x, y', y) for the current query and move on; undo puts the query back."""
+        item, profile = self.current, self.ctx.profile
+        if item is None or item.trace is None or not profile:
+            self.ctx.status_message.emit("Wait for the model's proposal before rating.")
+            return
+        model_response = item.trace.model_response
+        agreed = model_response == user_response
+        self.n_rated += 1
+        self.n_agreed += agreed
+
+        def undone(_rating):
+            self.n_rated -= 1
+            self.n_agreed -= agreed
+            if self.current is not None:
+                self.queue.insert(0, self.current)
+            # the proposal is still valid (variant "none" does not read the bank)
+            self.current = item
+            self.filter_edit.clear()
+            self._show_current()
+            self._update_counts()
+
+        def redone(_rating):
+            self.n_rated += 1
+            self.n_agreed += agreed
+            if self.current is item:
+                self._advance()
+            elif item in self.queue:
+                self.queue.remove(item)
+            self._update_counts()
+
+        command = AddRatingCommand(
+            self.ctx, profile, item.text, model_response, user_response, source="rated",
+            strategy=self.ctx.settings.strategy, fingerprint=self.ctx.inference.fingerprint,
+            on_added=self.rated.emit, on_undone=undone, on_redone=redone, parent_widget=self)
+        self.ctx.undo_stack().push(command)
+        self.ctx.status_message.emit(f"Rated: {one_line(user_response, 60)}")
+        self._advance()

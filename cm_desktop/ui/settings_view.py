@@ -1,0 +1,266 @@
+"""The Settings view: backend, model file, OpenAI endpoint and key, CM variant and strategy,
+generation parameters. Apply saves the settings and reloads the backend on the inference thread.
+
+The API key never goes into the settings file or the bank: it is handed to cm_desktop.credentials
+(the OS keyring, or its file backend where no keyring daemon runs).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cm_desktop.settings import STRATEGIES, VARIANTS
+from cm_desktop.ui.plain import plain_label, set_plain
+
+BACKEND_LABELS = {"llama_cpp": "llama.cpp (GGUF file, on this computer)",
+                  "hf": "Hugging Face transformers (on this computer)",
+                  "openai": "OpenAI-compatible server"}
+VARIANT_LABELS = {"instance": "Instance-dependent (uses similar rated queries)",
+                  "marginal": "Marginal (counts only)",
+                  "paper": "Paper rule (re-choose among the bank's candidates)",
+                  "none": "Off (the raw model)"}
+STRATEGY_LABELS = {"vanilla": "Vanilla", "cot": "Chain of thought (1 example)", "fot": "Few-shot (examples)",
+                   "consistent": "Consistent (vote of three)", "feedback": "Feedback (ask twice)"}
+
+
+def validate_model_file(path: str) -> str:
+    """Cheap check on choose (header and size), run in the background; raises ModelFileError."""
+    from cm_desktop.backends.base import check_gguf_file
+
+    return str(check_gguf_file(path))
+
+
+class SettingsView(QWidget):
+    applied = Signal()
+
+    def __init__(self, ctx, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.ctx = ctx
+        self.model_ok = True
+        self._build()
+        self.load_from_settings()
+
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(16, 12, 16, 12)
+        outer.setSpacing(12)
+
+        model_box = QGroupBox("Model")
+        form = QFormLayout(model_box)
+        self.backend_combo = QComboBox()
+        for kind, label in BACKEND_LABELS.items():
+            self.backend_combo.addItem(label, kind)
+        self.backend_combo.currentIndexChanged.connect(self._backend_kind_changed)
+        form.addRow("Backend", self.backend_combo)
+
+        self.model_edit = QLineEdit()
+        self.model_edit.setPlaceholderText("Empty: the embedded Gemma 3 270M")
+        self.model_edit.editingFinished.connect(lambda: self.validate_model(self.model_edit.text()))
+        self.browse_button = QPushButton("Choose…")
+        self.browse_button.clicked.connect(self.choose_model_file)
+        row = QHBoxLayout()
+        row.addWidget(self.model_edit, 1)
+        row.addWidget(self.browse_button)
+        form.addRow("Model file", row)
+        self.model_status = plain_label("")
+        self.model_status.setObjectName("muted")
+        form.addRow("", self.model_status)
+
+        self.hf_edit = QLineEdit()
+        self.hf_edit.setPlaceholderText("A model folder or GGUF file (empty: the embedded model)")
+        form.addRow("HF model", self.hf_edit)
+        self.url_edit = QLineEdit()
+        form.addRow("Server URL", self.url_edit)
+        self.openai_model_edit = QLineEdit()
+        self.openai_model_edit.setPlaceholderText("The served model's name")
+        form.addRow("Server model", self.openai_model_edit)
+        self.key_edit = QLineEdit()
+        self.key_edit.setEchoMode(QLineEdit.Password)
+        self.key_edit.setPlaceholderText("Stored in the system keyring, never in a file you share")
+        self.key_button = QPushButton("Save key")
+        self.key_button.clicked.connect(self.save_key)
+        key_row = QHBoxLayout()
+        key_row.addWidget(self.key_edit, 1)
+        key_row.addWidget(self.key_button)
+        form.addRow("API key", key_row)
+        self.key_status = plain_label("")
+        self.key_status.setObjectName("muted")
+        form.addRow("", self.key_status)
+        outer.addWidget(model_box)
+
+        cm_box = QGroupBox("Personalization")
+        cm_form = QFormLayout(cm_box)
+        self.variant_combo = QComboBox()
+        for variant in ("instance", "marginal", "paper", "none"):
+            assert variant in VARIANTS
+            self.variant_combo.addItem(VARIANT_LABELS[variant], variant)
+        cm_form.addRow("CM variant", self.variant_combo)
+        self.strategy_combo = QComboBox()
+        for strategy in STRATEGIES:
+            self.strategy_combo.addItem(STRATEGY_LABELS.get(strategy, strategy), strategy)
+        cm_form.addRow("Prompting strategy", self.strategy_combo)
+        self.coverage_check = QCheckBox("Rate view: ask first where the bank knows least")
+        cm_form.addRow("", self.coverage_check)
+        outer.addWidget(cm_box)
+
+        gen_box = QGroupBox("Generation")
+        gen_form = QFormLayout(gen_box)
+        self.max_tokens_spin = QSpinBox()
+        self.max_tokens_spin.setRange(1, 8192)
+        gen_form.addRow("Max tokens", self.max_tokens_spin)
+        self.temperature_spin = QDoubleSpinBox()
+        self.temperature_spin.setRange(0.0, 2.0)
+        self.temperature_spin.setSingleStep(0.1)
+        self.temperature_spin.setDecimals(2)
+        gen_form.addRow("Temperature", self.temperature_spin)
+        outer.addWidget(gen_box)
+
+        buttons = QHBoxLayout()
+        self.status_label = plain_label("")
+        self.status_label.setObjectName("muted")
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setObjectName("primary")
+        self.apply_button.clicked.connect(self.apply)
+        self.revert_button = QPushButton("Revert")
+        self.revert_button.clicked.connect(self.load_from_settings)
+        buttons.addWidget(self.status_label, 1)
+        buttons.addWidget(self.revert_button)
+        buttons.addWidget(self.apply_button)
+        outer.addLayout(buttons)
+        outer.addStretch(1)
+
+    # ---- settings <-> widgets -----------------------------------------------------------------
+    def load_from_settings(self) -> None:
+        s = self.ctx.settings
+        self.backend_combo.setCurrentIndex(max(self.backend_combo.findData(s.backend_kind), 0))
+        self.model_edit.setText(s.model_path)
+        self.hf_edit.setText(s.hf_model)
+        self.url_edit.setText(s.openai_base_url)
+        self.openai_model_edit.setText(s.openai_model)
+        self.variant_combo.setCurrentIndex(max(self.variant_combo.findData(s.variant), 0))
+        self.strategy_combo.setCurrentIndex(max(self.strategy_combo.findData(s.strategy), 0))
+        self.coverage_check.setChecked(s.coverage_order)
+        self.max_tokens_spin.setValue(int(s.max_tokens))
+        self.temperature_spin.setValue(float(s.temperature))
+        self.key_edit.clear()
+        self.model_ok = True
+        set_plain(self.model_status, "")
+        self._backend_kind_changed()
+
+    def _backend_kind_changed(self) -> None:
+        kind = self.backend_combo.currentData()
+        for widget in (self.model_edit, self.browse_button):
+            widget.setEnabled(kind == "llama_cpp")
+        self.hf_edit.setEnabled(kind == "hf")
+        for widget in (self.url_edit, self.openai_model_edit, self.key_edit, self.key_button):
+            widget.setEnabled(kind == "openai")
+
+    # ---- model file ----------------------------------------------------------------------------
+    def choose_model_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model file", self.model_edit.text(),
+                                              "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.model_edit.setText(path)
+            self.validate_model(path)
+
+    def validate_model(self, path: str):
+        """Check the file in the background; a bad file shows a clear error and blocks Apply."""
+        path = path.strip()
+        if not path:
+            self.model_ok = True
+            set_plain(self.model_status, "The embedded model will be used.")
+            return None
+        set_plain(self.model_status, "Checking the file…")
+
+        def ok(checked):
+            self.model_ok = True
+            set_plain(self.model_status, f"OK: {checked}")
+
+        def bad(exc):
+            self.model_ok = False
+            set_plain(self.model_status, f"Not usable: {exc}")
+            self.ctx.show_error(self, "This model file cannot be used", exc)
+
+        return self.ctx.run(validate_model_file, path, label="Checking the model file", on_success=ok,
+                            on_failure=bad, parent=self)
+
+    # ---- key -----------------------------------------------------------------------------------
+    def save_key(self) -> None:
+        key, url = self.key_edit.text().strip(), self.url_edit.text().strip()
+        if not key:
+            set_plain(self.key_status, "Type a key first.")
+            return
+
+        def store():
+            from cm_desktop import credentials
+
+            credentials.set_api_key(url, key)
+            return url
+
+        def stored(_url):
+            self.key_edit.clear()
+            set_plain(self.key_status, "Key saved in the system keyring.")
+
+        self.ctx.run(store, label="Saving the API key", on_success=stored, parent=self)
+
+    # ---- apply ---------------------------------------------------------------------------------
+    def apply(self) -> None:
+        if not self.model_ok:
+            set_plain(self.status_label, "Choose a usable model file first.")
+            return
+        s = self.ctx.settings
+        before = (s.backend_kind, s.model_path, s.hf_model, s.openai_base_url, s.openai_model)
+        s.backend_kind = self.backend_combo.currentData()
+        s.model_path = self.model_edit.text().strip()
+        s.hf_model = self.hf_edit.text().strip()
+        s.openai_base_url = self.url_edit.text().strip()
+        s.openai_model = self.openai_model_edit.text().strip()
+        s.variant = self.variant_combo.currentData()
+        s.strategy = self.strategy_combo.currentData()
+        s.coverage_order = self.coverage_check.isChecked()
+        s.max_tokens = int(self.max_tokens_spin.value())
+        s.temperature = float(self.temperature_spin.value())
+        try:
+            s.save()
+        except (OSError, ValueError) as exc:
+            self.ctx.show_error(self, "Could not save the settings", exc)
+            return
+        if self.key_edit.text().strip():
+            self.save_key()
+        after = (s.backend_kind, s.model_path, s.hf_model, s.openai_base_url, s.openai_model)
+        if after != before or not self.ctx.inference.engine_ctx.has_backend:
+            self.reload_backend()
+        else:
+            set_plain(self.status_label, "Saved.")
+        self.applied.emit()
+
+    def reload_backend(self):
+        try:
+            config = self.ctx.settings.backend_config()
+        except Exception as exc:  # noqa: BLE001 - a bad config is shown, not raised
+            self.ctx.show_error(self, "The backend settings are not valid", exc)
+            return None
+        set_plain(self.status_label, "Saved. Loading the model…")
+
+        def loaded(_result):
+            set_plain(self.status_label, "Saved. Model loaded.")
+
+        def failed(exc):
+            set_plain(self.status_label, "Saved, but the model did not load.")
+            self.ctx.show_error(self, "The model could not be loaded", exc)
+
+        return self.ctx.inference.load_backend(config, on_success=loaded, on_failure=failed, parent=self)

@@ -1,0 +1,235 @@
+"""`cm profile ...` and `cm bank ...`: in process through main(argv), and as a real subprocess.
+Errors must be one line on stderr with a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bank_store import DiscrepancyBank, normalise_response
+from cm_desktop.cli.main import main
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO / ".." / "shared"
+BANKING_PAPER = SHARED / "memory_banks" / "Memory_Masking_banking77_0.05_0.7_1.json"
+BANKING_DATA = SHARED / "datasets" / "banking77" / "large.jsonl"
+R = ["card arrival", "lost or stolen card", "pending transfer", "request refund"]
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cm(*argv: str, env: dict | None = None, stdin: str | None = None):
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "cm_desktop.cli.main", *argv],
+                          capture_output=True, text=True, env=full_env, input=stdin,
+                          timeout=120)
+
+
+def assert_one_line_error(code: int, err: str, expected: str) -> None:
+    assert code != 0
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("cm: error: ") and expected in lines[0], lines[0]
+
+
+@pytest.fixture
+def responses_file(tmp_path) -> Path:
+    path = tmp_path / "responses.txt"
+    path.write_text("\n".join(R) + "\n\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def bank_file(tmp_path) -> Path:
+    return tmp_path / "bank.sqlite3"
+
+
+def _normalised(mapping: dict) -> dict:
+    out: dict = {}
+    for k, vs in mapping.items():
+        out.setdefault(normalise_response(k), set()).update(normalise_response(v) for v in vs)
+    return out
+
+
+def test_profile_create_list_show_delete(capsys, bank_file, responses_file):
+    b = ["--bank", str(bank_file)]
+    code, out, _ = run_main(capsys, *b, "profile", "create", "P", "--responses",
+                            str(responses_file), "--description", "mine")
+    assert code == 0 and "4 responses" in out
+    code, out, _ = run_main(capsys, *b, "profile", "list")
+    assert code == 0 and "P" in out and "mine" in out
+    code, out, _ = run_main(capsys, *b, "profile", "show", "P", "--all")
+    assert code == 0 and all(r in out for r in R)
+    code, out, _ = run_main(capsys, *b, "profile", "delete", "P")
+    assert code == 0 and "backup" in out
+    backup = Path(out.split("backup: ")[1].strip(" )\n"))
+    assert backup.exists() and backup.stat().st_mode & 0o777 == 0o600
+    bank = DiscrepancyBank(bank_file)
+    assert bank.list_profiles() == []
+    bank.close()
+
+
+@pytest.mark.skipif(not BANKING_PAPER.exists(), reason="../shared is not beside the repo")
+def test_must_show_create_import_export_paper_gives_back_the_mapping(capsys, bank_file,
+                                                                      tmp_path):
+    b = ["--bank", str(bank_file)]
+    assert run_main(capsys, *b, "profile", "create", "banking77", "--from-dataset",
+                    str(BANKING_DATA))[0] == 0
+    code, out, _ = run_main(capsys, *b, "bank", "import", str(BANKING_PAPER), "--profile",
+                            "banking77")
+    assert code == 0 and "imported 247 ratings" in out and "66/155" in out
+    exported = tmp_path / "back.json"
+    code, out, _ = run_main(capsys, *b, "bank", "export", str(exported), "--profile",
+                            "banking77", "--format", "paper")
+    assert code == 0
+    original = json.loads(BANKING_PAPER.read_text(encoding="utf-8"))
+    assert _normalised(json.loads(exported.read_text(encoding="utf-8"))) == _normalised(original)
+    code, out, _ = run_main(capsys, *b, "bank", "show", "--profile", "banking77", "--top", "3")
+    assert code == 0 and "MODEL RESPONSE" in out and len(out.strip().splitlines()) == 1 + 2 + 3
+
+
+def test_import_dry_run_merge_and_undo(capsys, bank_file, responses_file, tmp_path):
+    b = ["--bank", str(bank_file)]
+    run_main(capsys, *b, "profile", "create", "P", "--responses", str(responses_file))
+    paper = tmp_path / "paper.json"
+    paper.write_text(json.dumps({"Card Arrival": ["lost or stolen card", "card arrival"],
+                                 "free text": ["request refund"]}), encoding="utf-8")
+    code, out, _ = run_main(capsys, *b, "bank", "import", str(paper), "--profile", "P",
+                            "--dry-run")
+    assert code == 0 and "dry run" in out and "add 3 ratings" in out
+    assert DiscrepancyBank(bank_file).rating_count("P") == 0
+    assert run_main(capsys, *b, "bank", "import", str(paper), "--profile", "P")[0] == 0
+    code, out, _ = run_main(capsys, *b, "bank", "import", str(paper), "--profile", "P")
+    assert "imported 0 ratings" in out and "skip 3 already present" in out
+    code, out, _ = run_main(capsys, *b, "bank", "undo", "--profile", "P", "-n", "2")
+    assert code == 0 and "removed 2 ratings" in out
+    assert DiscrepancyBank(bank_file).rating_count("P") == 1
+
+
+def test_native_export_import_through_the_cli(capsys, bank_file, responses_file, tmp_path):
+    b = ["--bank", str(bank_file)]
+    run_main(capsys, *b, "profile", "create", "P", "--responses", str(responses_file))
+    bank = DiscrepancyBank(bank_file)
+    for i in range(5):
+        bank.add_rating("P", f"q{i}", R[i % 4], R[(i + 1) % 4])
+    out_file = tmp_path / "p.json.gz"
+    assert run_main(capsys, *b, "bank", "export", str(out_file), "--profile", "P")[0] == 0
+    code, out, _ = run_main(capsys, *b, "bank", "import", str(out_file), "--profile", "Q")
+    assert code == 0 and "imported 5 ratings" in out
+    assert bank.ratings("Q") == bank.ratings("P") and bank.counts("Q") == bank.counts("P")
+    bank.close()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["profile", "show", "nope"], "no profile named 'nope'"),
+    (["bank", "show", "--profile", "nope"], "no profile named 'nope'"),
+    (["bank", "import", "/definitely/missing.json", "--profile", "P"], "file not found"),
+    (["profile", "create", "X", "--responses", "/definitely/missing.txt"], "file not found"),
+    (["bank", "undo", "--profile", "P", "--id", "abc"], "has no rating 'abc'"),
+    (["bank", "restore", "/definitely/missing.sqlite3"], "backup not found"),
+])
+def test_errors_are_one_line_in_process(capsys, bank_file, responses_file, argv, expected):
+    run_main(capsys, "--bank", str(bank_file), "profile", "create", "P", "--responses",
+             str(responses_file))
+    code, _, err = run_main(capsys, "--bank", str(bank_file), *argv)
+    assert_one_line_error(code, err, expected)
+
+
+def test_malformed_and_mismatched_imports_are_one_line_and_change_nothing(
+        capsys, bank_file, responses_file, tmp_path):
+    b = ["--bank", str(bank_file)]
+    run_main(capsys, *b, "profile", "create", "P", "--responses", str(responses_file))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "cm-desktop-bank", "version": 1, "profile": {"name": "P"}, '
+                   '"responses": ["a"], "ratings": [{"instance": 3}]}', encoding="utf-8")
+    code, _, err = run_main(capsys, *b, "bank", "import", str(bad), "--profile", "P")
+    assert_one_line_error(code, err, "ratings[0]")
+    other = DiscrepancyBank(tmp_path / "other.sqlite3")
+    other.create_profile("P", ["something else"])
+    other.add_rating("P", "q", "something else", "something else")
+    from bank_store.formats import export_native
+
+    export_native(other, "P", tmp_path / "other.json")
+    code, _, err = run_main(capsys, *b, "bank", "import", str(tmp_path / "other.json"),
+                            "--profile", "P")
+    assert_one_line_error(code, err, "--on-mismatch")
+    assert DiscrepancyBank(bank_file).rating_count("P") == 0
+
+
+def test_subprocess_help_for_every_command():
+    for argv in ([], ["profile"], ["profile", "create"], ["profile", "list"],
+                 ["profile", "show"], ["profile", "delete"], ["bank"], ["bank", "import"],
+                 ["bank", "export"], ["bank", "show"], ["bank", "add"], ["bank", "undo"],
+                 ["bank", "backup"], ["bank", "restore"]):
+        done = cm(*argv, "--help")
+        assert done.returncode == 0, (argv, done.stderr)
+        assert "usage: cm" in done.stdout
+
+
+def test_subprocess_errors_and_cm_bank_env(tmp_path, responses_file):
+    bank_file = tmp_path / "env-bank.sqlite3"
+    env = {"CM_BANK": str(bank_file)}
+    done = cm("profile", "create", "P", "--responses", str(responses_file), env=env)
+    assert done.returncode == 0, done.stderr
+    assert bank_file.exists() and bank_file.stat().st_mode & 0o777 == 0o600
+    done = cm("bank", "show", "--profile", "missing", env=env)
+    assert_one_line_error(done.returncode, done.stderr, "no profile named 'missing'")
+    not_a_bank = tmp_path / "junk.sqlite3"
+    not_a_bank.write_bytes(b"junk" * 1000)
+    done = cm("--bank", str(not_a_bank), "profile", "list")
+    assert_one_line_error(done.returncode, done.stderr, "not a usable CM Desktop bank")
+    done = cm("bank", "frobnicate")
+    assert_one_line_error(done.returncode, done.stderr, "invalid choice: 'frobnicate'")
+    assert done.returncode == 2
+    done = cm("--bank", str(not_a_bank), "--debug", "profile", "list")
+    assert done.returncode == 1 and "Traceback" in done.stderr  # --debug shows it
+
+
+def test_subprocess_bank_add_prints_ids_and_checks_a_file_first(tmp_path, responses_file):
+    bank_file = tmp_path / "bank.sqlite3"
+    b = ["--bank", str(bank_file)]
+    assert cm(*b, "profile", "create", "P", "--responses", str(responses_file)).returncode == 0
+    lines = [json.dumps({"instance": f"q{i}", "model_response": R[i % 4],
+                         "user_response": R[(i + 1) % 4]}) for i in range(5)]
+    good = tmp_path / "good.jsonl"
+    good.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = cm(*b, "bank", "add", "--profile", "P", "--jsonl", str(good))
+    assert done.returncode == 0, done.stderr
+    ids = done.stdout.split()
+    bank = DiscrepancyBank(bank_file)
+    assert ids == [r.id for r in bank.ratings("P")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(lines[0] + "\n" + '{"instance": "x", "model_response": ""}\n',
+                   encoding="utf-8")
+    done = cm(*b, "bank", "add", "--profile", "P", "--jsonl", str(bad))
+    assert_one_line_error(done.returncode, done.stderr, "line 2")
+    assert bank.rating_count("P") == 5  # the good first line was not stored either
+    done = cm(*b, "bank", "add", "--profile", "P", "--jsonl", "-", stdin="\n".join(lines[:2]))
+    assert done.returncode == 0 and len(done.stdout.split()) == 2
+    assert bank.rating_count("P") == 7
+    bank.close()
+
+
+def test_subprocess_backup_and_restore(tmp_path, responses_file):
+    bank_file = tmp_path / "bank.sqlite3"
+    b = ["--bank", str(bank_file)]
+    assert cm(*b, "profile", "create", "P", "--responses", str(responses_file)).returncode == 0
+    copy = tmp_path / "copy.sqlite3"
+    done = cm(*b, "bank", "backup", "--to", str(copy))
+    assert done.returncode == 0 and copy.stat().st_mode & 0o777 == 0o600
+    assert cm(*b, "profile", "delete", "P").returncode == 0
+    done = cm(*b, "bank", "restore", str(copy))
+    assert done.returncode == 0, done.stderr
+    bank = DiscrepancyBank(bank_file)
+    assert [p.name for p in bank.list_profiles()] == ["P"]
+    bank.close()

@@ -1,0 +1,127 @@
+"""Issue 4's end-to-end, on the real window, the real Gemma model and a real SQLite bank:
+rate five queries (keys as a user presses them) → the bank changes → undo/redo → chat on a
+similar query uses the new rating (visible in Why) → 👍 → export → import into a fresh profile
+shows the same bank."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QTableView
+
+# query -> how the user answers in the Rate view: a label typed into the filter, "enter" (accept
+# the model's proposal) or "2" (the second of the top candidates)
+RATINGS = {
+    "When will my card arrive?": "card arrival",
+    "I lost my card, what should I do?": "lost or stolen card",
+    "What is the exchange fee that is charged?": "exchange charge",
+    "How do I top up my account?": "enter",
+    "Why was my card payment declined?": "2",
+}
+SIMILAR = "When is my new card going to arrive?"
+
+
+def _wait_for_proposal(qtbot, rate):
+    qtbot.waitUntil(lambda: rate.current is not None and rate.current.trace is not None, timeout=120_000)
+    return rate.current
+
+
+@pytest.mark.slow
+def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path):
+    ctx, window = app_window("Test")
+    bank = ctx.bank
+    ctx.inference.use_backend(llama_backend)
+    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
+    dataset = tmp_path / "queries.jsonl"
+    dataset.write_text("".join(json.dumps({"input": q, "label": "ignored"}) + "\n" for q in RATINGS))
+
+    rate = window.rate_view
+    window.tabs.setCurrentWidget(rate)
+    rate.open_dataset(str(dataset))
+    expected = {}
+    for _ in range(len(RATINGS)):
+        item = _wait_for_proposal(qtbot, rate)
+        action = RATINGS[item.text]
+        model_said = item.trace.model_response
+        if action == "enter":
+            qtbot.keyClick(rate.filter_edit, Qt.Key_Return)
+            chosen = model_said
+        elif action == "2":
+            from cm_desktop.ui.rate_view import top_choices
+            chosen = top_choices(item.trace)[1][0]
+            qtbot.keyClick(rate.filter_edit, Qt.Key_2)
+        else:
+            qtbot.keyClicks(rate.filter_edit, action)
+            assert rate.all_list.currentItem().text() == action
+            qtbot.keyClick(rate.filter_edit, Qt.Key_Return)
+            chosen = action
+        expected[item.text] = (model_said, chosen)
+        assert rate.current is not item, "the view moved on to the next query"
+
+    # the bank changed: exactly the five ratings, with the model's and the user's responses
+    qtbot.waitUntil(lambda: bank.rating_count("Test") == 5, timeout=10_000)
+    got = {r.instance: (r.model_response, r.user_response) for r in bank.ratings("Test")}
+    assert got == expected
+    assert all(r.source == "rated" and r.fingerprint == llama_backend.fingerprint for r in bank.ratings("Test"))
+    assert "Rated 5" in rate.counts_label.text() and "remaining 0" in rate.counts_label.text()
+
+    # Ctrl+Z undoes the last rating in the bank and brings its query back; Redo restores it
+    last_query = list(expected)[-1]
+    window.undo_action.trigger()
+    qtbot.waitUntil(lambda: bank.rating_count("Test") == 4, timeout=10_000)
+    assert rate.current is not None and rate.current.text == last_query
+    window.redo_action.trigger()
+    qtbot.waitUntil(lambda: bank.rating_count("Test") == 5, timeout=10_000)
+    assert {r.instance for r in bank.ratings("Test")} == set(expected)
+
+    # chat on a similar query: the Why panel shows the new rating among the nearest rated instances
+    chat = window.chat_view
+    window.tabs.setCurrentWidget(chat)
+    with qtbot.waitSignal(chat.reply_finished, timeout=180_000):
+        qtbot.keyClicks(chat.input, SIMILAR)
+        qtbot.keyClick(chat.input, Qt.Key_Return)
+    reply = chat.replies[-1]
+    trace = reply.trace
+    assert trace is not None and trace.variant == "instance"
+    neighbour_texts = [x for x, _y, _s in trace.neighbours]
+    assert "When will my card arrive?" in neighbour_texts
+    reply.why_button.click()
+    assert reply.why_panel.isVisible()
+    why = reply.why_panel.text()
+    assert "When will my card arrive?" in why and "card arrival" in why
+    assert trace.chosen in reply.header.text()
+    assert reply.answers["personal"].strip(), "an answer was streamed into the reply"
+    assert reply.body.text() == reply.answers["personal"]
+    # the bank's candidate set for the model's response is what the panel shows
+    for response, n in bank.candidate_set("Test", trace.model_response):
+        assert f"{response} ×{n}" in why
+
+    # 👍 records (x, y', chosen)
+    reply.up_button.click()
+    qtbot.waitUntil(lambda: bank.rating_count("Test") == 6, timeout=10_000)
+    newest = bank.ratings("Test")[-1]
+    assert (newest.instance, newest.model_response, newest.user_response) == (SIMILAR, trace.model_response,
+                                                                             trace.chosen)
+
+    # export, then import into a fresh profile: the same bank
+    from bank_store import formats
+
+    export_path = tmp_path / "export.json"
+    done = []
+    ctx.run(formats.export_native, bank, "Test", export_path, on_success=done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=10_000)
+    done.clear()
+    ctx.run(formats.import_file, bank, export_path, "Imported copy", on_success=done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=10_000)
+    assert bank.counts("Imported copy") == bank.counts("Test")
+    assert bank.rating_count("Imported copy") == 6
+    assert bank.get_profile("Imported copy").responses == bank.get_profile("Test").responses
+
+    # ... and the window shows it: switch profile, the Bank view lists the same entries
+    window.refresh_profiles(select="Imported copy")
+    qtbot.waitUntil(lambda: ctx.profile == "Imported copy", timeout=5_000)
+    window.tabs.setCurrentWidget(window.bank_view)
+    table = window.bank_view.findChild(QTableView)
+    qtbot.waitUntil(lambda: table.model().rowCount() == len(bank.counts("Test")), timeout=10_000)
