@@ -1,8 +1,9 @@
-"""How fast the Bank view's heatmap repaints, against painting each cell with QPainter.fillRect.
+"""The Bank view on the GUI thread: heatmap repaint and table sort, each against the obvious way.
 
-The heatmap builds one QImage with a pixel per cell (numpy colour map) and draws it scaled once;
-the baseline is the obvious per-cell loop over the same colours. Both paint the same widget size,
-offscreen, so the ratio is what a person feels while zooming or scrolling a big response set.
+Heatmap: one QImage with a pixel per cell (numpy colour map) drawn scaled once, against one
+QPainter.fillRect per cell over the same colours, same pixel size, offscreen.
+Table: the source model's keyed Python sort (what BankView does), against QSortFilterProxyModel's
+own sort on a sort role (data() called per comparison), on the same entries.
 
     python3 benchmarks/heatmap_bench.py [--sizes 77 150 300] [--cell 10] [--repeats 20]
 """
@@ -88,7 +89,37 @@ def main(argv=None) -> int:
         base = _time(lambda: _paint_per_cell(canvas, colours, args.cell), args.repeats)
         mine = _time(ours, args.repeats)
         print(f"{r:>9} {base * 1e3:>12.2f} {mine * 1e3:>11.2f} {base / mine:>8.1f}x")
+    _bench_table_sort(args.sizes)
     return 0
+
+
+def _bench_table_sort(sizes) -> None:
+    from PySide6.QtCore import QSortFilterProxyModel, Qt
+
+    from cm_desktop.ui.bank_view import COL_COUNT, COL_MODEL, SORT_ROLE, BankEntry, BankFilterProxy, BankTableModel
+
+    print(f"{'entries':>9} {'proxy sort ms':>14} {'keyed sort ms':>14} {'speed-up':>9}")
+    for r in sizes:
+        rng = np.random.default_rng(r)
+        # a dense bank: every (y', y) pair of r/2 responses rated, counts skewed to the diagonal
+        half = max(2, r // 2)
+        entries = [BankEntry(f"model response {i}", f"user response {j}", int(rng.integers(1, 40)),
+                             float(rng.random()), i == j) for i in range(half) for j in range(half)]
+
+        def timed(proxy_cls) -> float:
+            model = BankTableModel()
+            model.set_entries(entries)
+            proxy = proxy_cls()
+            proxy.setSortRole(SORT_ROLE)
+            proxy.setSourceModel(model)
+            t0 = time.perf_counter()
+            for column, order in ((COL_COUNT, Qt.DescendingOrder), (COL_MODEL, Qt.AscendingOrder)):
+                proxy.sort(column, order)
+            return (time.perf_counter() - t0) / 2
+
+        base = timed(QSortFilterProxyModel)
+        mine = timed(BankFilterProxy)
+        print(f"{len(entries):>9} {base * 1e3:>14.1f} {mine * 1e3:>14.1f} {base / mine:>8.1f}x")
 
 
 if __name__ == "__main__":

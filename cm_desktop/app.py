@@ -29,6 +29,7 @@ def apply_look(app) -> None:
 
     from cm_desktop.ui.resource_files import resource
 
+    app.setStyle("Fusion")   # the same look on every platform; the style sheet only adds to it
     try:
         app.setWindowIcon(QIcon(str(resource("icons/cm-desktop.svg"))))
         app.setStyleSheet(resource("style.qss").read_text(encoding="utf-8"))

@@ -154,20 +154,94 @@ def check_gguf_file(path: str | os.PathLike) -> Path:
     return p
 
 
+_SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
+           12: "d"}
+
+
 def _gguf_expected_size(p: Path) -> int | None:
-    """End of the last tensor's data according to the header, or None if unreadable."""
+    """End of the last tensor's data according to the GGUF header (a fast walk, no model load).
+
+    Raises ModelFileError when the header itself runs past the end of the file.
+    """
+    import mmap
+    import struct
+
+    with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        pos = 4
+
+        def read(fmt):
+            nonlocal pos
+            vals = struct.unpack_from("<" + fmt, m, pos)
+            pos += struct.calcsize("<" + fmt)
+            return vals[0] if len(vals) == 1 else vals
+
+        def skip_string():
+            nonlocal pos
+            n = read("Q")
+            if pos + n > len(m):
+                raise struct.error("string past the end")
+            pos += n
+
+        def read_string():
+            nonlocal pos
+            n = read("Q")
+            if pos + n > len(m):
+                raise struct.error("string past the end")
+            s = bytes(m[pos:pos + n])
+            pos += n
+            return s
+
+        def skip_value(t):
+            nonlocal pos
+            if t in _SCALAR:
+                pos += struct.calcsize(_SCALAR[t])
+            elif t == 8:
+                skip_string()
+            elif t == 9:
+                inner, n = read("I"), read("Q")
+                if inner in _SCALAR:
+                    pos += n * struct.calcsize(_SCALAR[inner])
+                else:
+                    for _ in range(n):
+                        skip_value(inner)
+            else:
+                raise struct.error(f"unknown metadata type {t}")
+            if pos > len(m):
+                raise struct.error("metadata past the end")
+
+        try:
+            version, n_tensors, n_kv = read("I"), read("Q"), read("Q")
+            if version not in (2, 3) or n_tensors > 1_000_000 or n_kv > 1_000_000:
+                raise struct.error(f"implausible header (version {version})")
+            alignment = 32
+            for _ in range(n_kv):
+                key = read_string()
+                t = read("I")
+                if key == b"general.alignment" and t == 4:
+                    alignment = read("I")
+                else:
+                    skip_value(t)
+            infos = []
+            for _ in range(n_tensors):
+                skip_string()
+                n_dims = read("I")
+                dims = [read("Q") for _ in range(n_dims)]
+                infos.append((dims, read("I"), read("Q")))
+        except struct.error as exc:
+            raise ModelFileError(f"model file is damaged or truncated (header: {exc}): {p}") from None
+        data_start = (pos + alignment - 1) // alignment * alignment
     try:
-        from gguf import GGUFReader  # small pure-Python reader; memory-maps the file
+        from gguf.constants import GGML_QUANT_SIZES
     except ImportError:
-        return None
-    try:
-        reader = GGUFReader(str(p), "r")
-    except Exception as exc:  # a header that cannot be parsed is itself the error
-        raise ModelFileError(f"model file is damaged or truncated ({exc}): {p}") from None
-    end = 0
-    for t in reader.tensors:
-        end = max(end, int(t.data_offset) + int(t.n_bytes))
-    return end or None
+        GGML_QUANT_SIZES = {}
+    end = data_start
+    for dims, ttype, offset in infos:
+        n_el = 1
+        for d in dims:
+            n_el *= d
+        block, size = GGML_QUANT_SIZES.get(ttype, (1, 0))
+        end = max(end, data_start + offset + n_el // block * size)
+    return end
 
 
 def file_fingerprint(kind: str, path: str | os.PathLike) -> str:

@@ -124,14 +124,18 @@ def cmd_eval(args) -> int:
                           calibrate=not args.no_calibrate, length_normalise=args.length_normalise)
         print(f"bank: {len(engine.index)} ratings; tuned on the bank: {engine.params.to_dict()}",
               file=sys.stderr)
-        rows = evaluate(engine, queries, strategies, progress=Progress("eval"))
+        def write_json(rows, n):
+            if args.json:
+                out = {"dataset": str(args.dataset), "profile": args.profile, "n": n, "rows": rows}
+                Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+
+        rows = evaluate(engine, queries, strategies, progress=Progress("eval"),
+                        checkpoint=write_json)
     finally:
         backend.close()
     print(f"{dataset.name}: profile {args.profile}, {len(queries)} held-out queries")
     print(format_table(rows))
-    if args.json:
-        out = {"dataset": str(args.dataset), "profile": args.profile, "n": len(queries), "rows": rows}
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    write_json(rows, len(queries))
     return 0
 
 

@@ -14,22 +14,9 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut, QUndoCommand
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QCheckBox,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QScrollArea,
-    QSplitter,
-    QTableView,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGridLayout, QGroupBox, QHBoxLayout,
+                               QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea, QSplitter,
+                               QTableView, QVBoxLayout, QWidget)
 
 from cm_desktop.ui.heatmap import TransitionHeatmap, tooltip_markup
 from cm_desktop.ui.plain import plain_label
@@ -59,8 +46,14 @@ def load_snapshot(bank, profile: str, cancel=None) -> BankSnapshot:
     """Everything the view shows, read in one go (runs on a worker thread)."""
     from cm_desktop.cancel import check
 
-    prof = bank.get_profile(profile)
-    counts = bank.counts(profile)
+    # One read transaction: the table, the heatmap and the stats describe the same bank state
+    # even while the Rate view is writing.
+    with bank.transaction(write=False):
+        prof = bank.get_profile(profile)
+        counts = bank.counts(profile)
+        check(cancel)
+        matrix = bank.transition_matrix(profile)
+        stats = bank.stats(profile)
     check(cancel)
     totals: dict[str, int] = {}
     for (model_response, _user), n in counts.items():
@@ -74,18 +67,15 @@ def load_snapshot(bank, profile: str, cancel=None) -> BankSnapshot:
                   y_model == y_user)
         for (y_model, y_user) in keys
     ]
-    check(cancel)
-    matrix = bank.transition_matrix(profile)
-    check(cancel)
-    stats = bank.stats(profile)
     return BankSnapshot(profile=profile, responses=list(prof.responses), entries=entries, matrix=matrix, stats=stats)
 
 
 def remove_pairs(bank, profile: str, pairs: list[tuple[str, str]]) -> list:
-    """Remove whole bank entries; returns the removed ratings (what undo restores)."""
+    """Remove whole bank entries, all or none (one transaction); returns the removed ratings."""
     removed = []
-    for model_response, user_response in pairs:
-        removed.extend(bank.remove_pair(profile, model_response, user_response))
+    with bank.transaction(write=True):
+        for model_response, user_response in pairs:
+            removed.extend(bank.remove_pair(profile, model_response, user_response))
     return removed
 
 
@@ -107,22 +97,63 @@ def compute_agreement(bank, profile: str, cancel=None, progress=None) -> dict:
 
 # ----- the table ------------------------------------------------------------------------------
 
-COLUMNS = ("Model response", "You meant", "Count", "Share", "Model agrees")
+COLUMNS = ("Model response", "You meant", "Count", "Share", "Agrees")
 COL_MODEL, COL_USER, COL_COUNT, COL_SHARE, COL_AGREES = range(5)
 SORT_ROLE = Qt.UserRole + 1
 
 
+def _sort_key(column: int):
+    """Key for one column; ties broken by the pair's text so the order is stable and total."""
+    return {
+        COL_MODEL: lambda e: (e.model_response.casefold(), e.user_response.casefold()),
+        COL_USER: lambda e: (e.user_response.casefold(), e.model_response.casefold()),
+        COL_COUNT: lambda e: e.count,
+        COL_SHARE: lambda e: (e.share, e.count),
+        COL_AGREES: lambda e: (e.agrees, e.count),
+    }[column]
+
+
+def _sorted_entries(entries: list[BankEntry], column: int, order) -> list[BankEntry]:
+    """Sorted by `column`; equal numbers keep A→Z text order in either direction (two stable passes)."""
+    out = sorted(entries, key=_sort_key(COL_MODEL))
+    if column == COL_MODEL:
+        return out[::-1] if order == Qt.DescendingOrder else out
+    return sorted(out, key=_sort_key(column), reverse=order == Qt.DescendingOrder)
+
+
 class BankTableModel(QAbstractTableModel):
-    """One row per bank entry (y', y). DisplayRole is plain text; SORT_ROLE gives numbers to sort by."""
+    """One row per bank entry (y', y). DisplayRole is plain text; SORT_ROLE gives values to sort by.
+
+    The model sorts itself with Python's sort on a key (the proxy hands `sort` down): the proxy's own
+    sort calls data() twice per comparison, which took 0.3 s for 1,000 entries and 9 s for 20,000
+    on the GUI thread; a keyed sort takes milliseconds.
+    """
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._entries: list[BankEntry] = []
+        self._sort: tuple[int, Qt.SortOrder] | None = None
 
     def set_entries(self, entries: list[BankEntry]) -> None:
         self.beginResetModel()
         self._entries = list(entries)
+        if self._sort is not None:
+            self._entries = _sorted_entries(self._entries, *self._sort)
         self.endResetModel()
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.AscendingOrder) -> None:
+        if not 0 <= column < len(COLUMNS):
+            return
+        self._sort = (column, order)
+        self.layoutAboutToBeChanged.emit()
+        old = {id(e): i for i, e in enumerate(self._entries)}
+        self._entries = _sorted_entries(self._entries, column, order)
+        # keep selections and the current row on the same entries
+        moved = {old[id(e)]: i for i, e in enumerate(self._entries)}
+        persistent = self.persistentIndexList()
+        self.changePersistentIndexList(
+            persistent, [self.index(moved[i.row()], i.column()) for i in persistent])
+        self.layoutChanged.emit()
 
     def entry(self, row: int) -> BankEntry:
         return self._entries[row]
@@ -168,12 +199,16 @@ class BankTableModel(QAbstractTableModel):
 
 
 class BankFilterProxy(QSortFilterProxyModel):
-    """Sorts by SORT_ROLE; the filter matches (case-insensitively) either response's text."""
+    """Filters (case-insensitively, either response's text); sorting is the source model's."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setSortRole(SORT_ROLE)
         self._needle = ""
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.AscendingOrder) -> None:
+        # The proxy stays unsorted (source order, filtered); the source sorts with a key.
+        self.sourceModel().sort(column, order)
 
     def set_filter_text(self, text: str) -> None:
         if hasattr(self, "beginFilterChange"):  # Qt >= 6.9 (invalidateFilter is deprecated there)
@@ -262,7 +297,7 @@ class BankView(QWidget):
         self._refresh_timer.timeout.connect(self.refresh)
         ctx.bank_changed.connect(self._on_bank_changed)
         ctx.profile_changed.connect(lambda _name: self.schedule_refresh())
-        self.refresh()
+        self._stale = True  # the first load happens when the view is first shown
 
     # ----- layout -----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -340,13 +375,11 @@ class BankView(QWidget):
         self.heatmap_scroll.setAlignment(Qt.AlignLeft | Qt.AlignTop)
         self.log_scale_box = QCheckBox("Log scale")
         self.log_scale_box.toggled.connect(self.heatmap.set_log_scale)
-        zoom_out = QPushButton("−")
+        zoom_out = QPushButton("Zoom −")
         zoom_out.setToolTip("Zoom out (Ctrl+wheel)")
-        zoom_out.setFixedWidth(32)
         zoom_out.clicked.connect(lambda: self.heatmap.zoom(-1))
-        zoom_in = QPushButton("+")
+        zoom_in = QPushButton("Zoom +")
         zoom_in.setToolTip("Zoom in (Ctrl+wheel)")
-        zoom_in.setFixedWidth(32)
         zoom_in.clicked.connect(lambda: self.heatmap.zoom(1))
         heat_panel = QWidget()
         hl = QVBoxLayout(heat_panel)
@@ -412,6 +445,7 @@ class BankView(QWidget):
         self._load_op = self.ctx.run(
             load_snapshot, self.ctx.bank, profile, label="Reading the bank", parent=self,
             on_success=lambda snap: self._loaded(generation, snap),
+            on_failure=lambda exc: self._load_failed(generation, profile, exc),
         )
 
     def is_loading(self) -> bool:
@@ -430,6 +464,14 @@ class BankView(QWidget):
             on_success=lambda result: self._agreement_done(generation, result),
             on_failure=lambda exc: self._agreement_failed(generation, exc),
         )
+
+    def _load_failed(self, generation: int, profile: str, exc: BaseException) -> None:
+        if generation != self._generation:
+            return
+        self._show(None)
+        # Said in place (and in the status bar), not as a dialog: the view retries on the next change.
+        self.title.setText(f"Could not read the bank of “{profile}”: {exc}")
+        self.ctx.status_message.emit(f"Bank view: {exc}")
 
     def _show(self, snap: BankSnapshot | None) -> None:
         self.snapshot = snap

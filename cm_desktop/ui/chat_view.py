@@ -197,10 +197,14 @@ class ReplyWidget(QFrame):
 
 class ChatInput(QPlainTextEdit):
     send_requested = Signal()
+    stop_requested = Signal()
 
     def keyPressEvent(self, event):  # noqa: N802 (Qt name)
         if event.key() in (Qt.Key_Return, Qt.Key_Enter) and not event.modifiers() & Qt.ShiftModifier:
             self.send_requested.emit()
+            return
+        if event.key() == Qt.Key_Escape:
+            self.stop_requested.emit()
             return
         super().keyPressEvent(event)
 
@@ -239,6 +243,7 @@ class ChatView(QWidget):
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.NoFrame)
         holder = QWidget()
+        holder.setObjectName("chatArea")
         self.messages = QVBoxLayout(holder)
         self.messages.setSpacing(10)
         self.messages.addStretch(1)
@@ -249,6 +254,7 @@ class ChatView(QWidget):
         self.input.setPlaceholderText("Write a message…  (Enter sends, Shift+Enter for a new line)")
         self.input.setFixedHeight(64)
         self.input.send_requested.connect(self.send)
+        self.input.stop_requested.connect(self.stop)
         self.send_button = QPushButton("Send")
         self.send_button.setObjectName("primary")
         self.send_button.clicked.connect(self.send)
@@ -295,8 +301,16 @@ class ChatView(QWidget):
             reply.set_failed(f"{cause}\n{advice}")
             self.reply_finished.emit(reply)
 
-        self._track(self.ctx.inference.submit(decide, on_success=decided, on_failure=failed,
-                                              label="Choosing the response", parent=self))
+        op = self.ctx.inference.submit(decide, on_success=decided, on_failure=failed,
+                                       label="Choosing the response", parent=self)
+
+        def stopped():
+            if op.was_cancelled:
+                reply.set_failed("Stopped before a response was chosen.")
+                self.reply_finished.emit(reply)
+
+        op.finished.connect(stopped)
+        self._track(op)
         return reply
 
     def _stream(self, reply: ReplyWidget, which: str, response: str) -> None:

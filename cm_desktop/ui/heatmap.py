@@ -13,7 +13,7 @@ import html
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter, QWheelEvent
+from PySide6.QtGui import QColor, QFont, QFontInfo, QFontMetrics, QImage, QPainter, QWheelEvent
 from PySide6.QtWidgets import QToolTip, QWidget
 
 # Stops of a light-to-dark blue ramp (position, r, g, b); zero cells stay near-white so an empty
@@ -82,7 +82,7 @@ class TransitionHeatmap(QWidget):
         self._raw_responses: list[str] = []
         self._counts = np.zeros((0, 0), dtype=np.int64)  # member rows, then raw rows
         self._log_scale = False
-        self._cell = 10  # big enough for labels (>= _LABEL_MIN_CELL); zoom out for an overview
+        self._cell = 12  # labels readable (>= _LABEL_MIN_CELL); zoom out for an overview
         self._image: QImage | None = None
         self._row_labels_px = 0
         self._col_labels_px = 0
@@ -143,7 +143,7 @@ class TransitionHeatmap(QWidget):
 
     def _relayout(self) -> None:
         self._elided_cache = None
-        fm = QFontMetrics(self.font())
+        fm = QFontMetrics(self._label_font())
         if self._show_labels() and self._responses:
             widest = max(fm.horizontalAdvance(s) for s in self.row_labels())
             self._row_labels_px = min(_LABEL_MAX_PX, widest) + 8
@@ -253,6 +253,8 @@ class TransitionHeatmap(QWidget):
         g = self.grid_rect()
         painter.setRenderHint(QPainter.SmoothPixmapTransform, False)
         painter.drawImage(g, self._image)
+        painter.setPen(QColor(0, 0, 0, 60))  # a frame: empty cells are near-white on white
+        painter.drawRect(g.adjusted(0, 0, -1, -1))
         if self._show_labels():
             self._paint_labels(painter, g, event.rect())
         # the diagonal (y' == y) outlined faintly: it is where the model and the user agree
@@ -262,10 +264,18 @@ class TransitionHeatmap(QWidget):
             painter.drawLine(g.left(), g.top(), g.left() + n * self._cell, g.top() + n * self._cell)
         painter.end()
 
+    def _label_font(self) -> QFont:
+        """The widget's font, shrunk so one label fits in one cell's height."""
+        font = QFont(self.font())
+        size = QFontInfo(font).pixelSize()
+        if size > self._cell - 1:
+            font.setPixelSize(max(7, self._cell - 1))
+        return font
+
     def _elided(self) -> tuple[list[str], list[str]]:
         """Row and column labels cut to the label margins, computed once per layout."""
         if self._elided_cache is None:
-            fm = QFontMetrics(self.font())
+            fm = QFontMetrics(self._label_font())
             rows = [fm.elidedText(t, Qt.ElideRight, self._row_labels_px - 8) for t in self.row_labels()]
             cols = [fm.elidedText(t, Qt.ElideRight, self._col_labels_px - 8) for t in self._responses]
             self._elided_cache = (rows, cols)
@@ -275,6 +285,7 @@ class TransitionHeatmap(QWidget):
         """Only the labels inside `clip` are drawn: a scrolled big matrix repaints a strip."""
         row_texts, col_texts = self._elided()
         painter.setPen(self.palette().text().color())
+        painter.setFont(self._label_font())
         # Labels are drawn with drawText on plain strings: nothing from the bank is parsed as markup.
         n = len(self._responses)
         if clip.left() < self._row_labels_px:

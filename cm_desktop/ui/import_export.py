@@ -1,47 +1,30 @@
 """Import and export dialogs for both bank formats (native JSON[.gz] and the paper's memory bank).
 
-Import is preview-then-apply: the file is read and planned in a background op
-(`read_bank_file` + `plan_import`, which write nothing); the person sees what would change and only
-then presses Import, which runs `apply_import` (one transaction, re-planned under the write lock).
-A response-set mismatch needs an explicit choice before Import is enabled. A bad file shows the
-BankFileError's message and location in the dialog and the bank is untouched.
-
-Native file dialogs are not used (DontUseNativeDialog) and the chooser is injectable, so tests and
-headless sessions drive the dialogs by setting fields and calling the accept slots.
+Import is preview-then-apply: `read_bank_file` + `plan_import` (no writes) run in a background op
+and the person sees what would change; only Import runs `apply_import` (one transaction). A
+response-set mismatch needs an explicit choice first. A bad file shows the BankFileError's message
+and location in the dialog and the bank is untouched. File pickers are Qt's own
+(DontUseNativeDialog) and injectable, so tests set fields and call the accept slots.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (
-    QButtonGroup,
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLineEdit,
-    QMessageBox,
-    QPlainTextEdit,
-    QPushButton,
-    QRadioButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
+                               QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit,
+                               QMessageBox, QPlainTextEdit, QPushButton, QRadioButton, QVBoxLayout,
+                               QWidget)
 
 from cm_desktop.ui.plain import plain_label
 
 FileChooser = Callable[[QWidget], "str | None"]
 BANK_FILE_FILTER = "Bank files (*.json *.json.gz *.gz);;All files (*)"
 _LIST_PREVIEW = 12  # names shown per list in the preview before "and N more"
+_NOT_IMPORTING = "Not importing: the response sets differ. Pick keep or union to go on."
 
 
 def _choose(parent: QWidget, title: str, *, save: bool, suggested: str = "") -> str | None:
@@ -49,15 +32,36 @@ def _choose(parent: QWidget, title: str, *, save: bool, suggested: str = "") -> 
     dialog = QFileDialog(parent, title, suggested)
     dialog.setOption(QFileDialog.DontUseNativeDialog, True)
     dialog.setNameFilter(BANK_FILE_FILTER)
-    if save:
-        dialog.setAcceptMode(QFileDialog.AcceptSave)
-        dialog.setFileMode(QFileDialog.AnyFile)
-    else:
-        dialog.setAcceptMode(QFileDialog.AcceptOpen)
-        dialog.setFileMode(QFileDialog.ExistingFile)
+    dialog.setAcceptMode(QFileDialog.AcceptSave if save else QFileDialog.AcceptOpen)
+    dialog.setFileMode(QFileDialog.AnyFile if save else QFileDialog.ExistingFile)
     if dialog.exec() != QDialog.Accepted or not dialog.selectedFiles():
         return None
     return dialog.selectedFiles()[0]
+
+
+def _radio_column(parent: QWidget, *rows) -> QWidget:
+    """Exclusive radio buttons stacked in a column; a row may be a layout holding one."""
+    group = QButtonGroup(parent)
+    box = QWidget()
+    column = QVBoxLayout(box)
+    column.setContentsMargins(0, 0, 0, 0)
+    for row in rows:
+        if isinstance(row, QRadioButton):
+            group.addButton(row)
+            column.addWidget(row)
+        else:
+            group.addButton(row.itemAt(0).widget())
+            column.addLayout(row)
+    return box
+
+
+def _path_row(edit: QLineEdit, on_browse) -> QHBoxLayout:
+    browse = QPushButton("Browse…")
+    browse.clicked.connect(on_browse)
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    row.addWidget(browse)
+    return row
 
 
 def _names(items, limit: int = _LIST_PREVIEW) -> str:
@@ -110,8 +114,6 @@ def compute_import_preview(bank, path: str, fmt: str | None, target: str, mode: 
 
     if not path:
         raise BankError("choose a file to import")
-    if not os.path.exists(path):
-        raise BankError(f"{path}: file not found")
     if creating:
         if not target.strip():
             raise BankError("type a name for the new profile")
@@ -214,8 +216,7 @@ class ImportDialog(QDialog):
         self.error: BaseException | None = None
         self.report = None
         self._generation = 0
-        self._preview_op = None
-        self._import_op = None
+        self._preview_op = self._import_op = None
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(250)
@@ -227,11 +228,7 @@ class ImportDialog(QDialog):
     def _build(self) -> None:
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("A bank file: native .json / .json.gz, or a paper memory bank .json")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self.browse)
-        path_row = QHBoxLayout()
-        path_row.addWidget(self.path_edit, 1)
-        path_row.addWidget(browse)
+        path_row = _path_row(self.path_edit, self.browse)
         self.format_combo = QComboBox()
         for text, value in FORMATS:
             self.format_combo.addItem(text, value)
@@ -242,30 +239,16 @@ class ImportDialog(QDialog):
         self.new_radio = QRadioButton("A new profile named")
         self.new_name_edit = QLineEdit()
         self.new_name_edit.setPlaceholderText("profile name")
-        target_group = QButtonGroup(self)
-        target_group.addButton(self.current_radio)
-        target_group.addButton(self.new_radio)
-        (self.current_radio if current else self.new_radio).setChecked(True)
-        target_box = QWidget()
-        tl = QVBoxLayout(target_box)
-        tl.setContentsMargins(0, 0, 0, 0)
-        tl.addWidget(self.current_radio)
         new_row = QHBoxLayout()
         new_row.addWidget(self.new_radio)
         new_row.addWidget(self.new_name_edit, 1)
-        tl.addLayout(new_row)
+        target_box = _radio_column(self, self.current_radio, new_row)
+        (self.current_radio if current else self.new_radio).setChecked(True)
 
         self.merge_radio = QRadioButton("Merge (add what is new, skip duplicates)")
         self.replace_radio = QRadioButton("Replace the profile's ratings (a backup is taken)")
-        mode_group = QButtonGroup(self)
-        mode_group.addButton(self.merge_radio)
-        mode_group.addButton(self.replace_radio)
+        mode_box = _radio_column(self, self.merge_radio, self.replace_radio)
         self.merge_radio.setChecked(True)
-        mode_box = QWidget()
-        ml = QVBoxLayout(mode_box)
-        ml.setContentsMargins(0, 0, 0, 0)
-        ml.addWidget(self.merge_radio)
-        ml.addWidget(self.replace_radio)
 
         self.mismatch_box = QGroupBox("The response sets differ: what should happen?")
         mm = QVBoxLayout(self.mismatch_box)
@@ -358,17 +341,16 @@ class ImportDialog(QDialog):
         self._debounce.start()
 
     def _clear_mismatch_choice(self) -> None:
-        self.mismatch_group.setExclusive(False)
+        self.mismatch_group.setExclusive(False)  # an exclusive group cannot be all unchecked
         for radio in self.mismatch_radios.values():
-            radio.blockSignals(True)
-            radio.setChecked(False)
-            radio.blockSignals(False)
+            with QSignalBlocker(radio):
+                radio.setChecked(False)
         self.mismatch_group.setExclusive(True)
 
     def _mismatch_chosen(self, value: str) -> None:
         if value == "stop":
             self.import_button.setEnabled(False)
-            self.error_label.setText("Not importing: the response sets differ. Pick keep or union to go on.")
+            self.error_label.setText(_NOT_IMPORTING)
             return
         self.refresh_preview()
 
@@ -398,20 +380,17 @@ class ImportDialog(QDialog):
     def _preview_done(self, generation: int, preview: ImportPreview) -> None:
         if generation != self._generation:
             return
-        self.preview, self.error = preview, None
+        self.preview, self.error, plan = preview, None, preview.plan
         self.preview_edit.setPlainText(preview_text(preview))
-        has_mismatch = bool(preview.plan.mismatch)
-        self.mismatch_box.setVisible(has_mismatch)
+        self.mismatch_box.setVisible(bool(plan.mismatch))
         choice = self.mismatch_choice()
-        ready = not has_mismatch or choice in ("keep", "union")
-        self.import_button.setEnabled(ready and (bool(preview.plan.new) or preview.plan.create_profile
-                                                 or bool(preview.plan.removed)
-                                                 or bool(preview.plan.responses_added)))
-        plan = preview.plan
-        if ready and not (plan.new or plan.create_profile or plan.removed or plan.responses_added):
+        ready = not plan.mismatch or choice in ("keep", "union")
+        changes = bool(plan.new or plan.create_profile or plan.removed or plan.responses_added)
+        self.import_button.setEnabled(ready and changes)
+        if ready and not changes:
             self.error_label.setText("Nothing to import: every rating in the file is already in the profile.")
-        if has_mismatch and choice == "stop":
-            self.error_label.setText("Not importing: the response sets differ. Pick keep or union to go on.")
+        if plan.mismatch and choice == "stop":
+            self.error_label.setText(_NOT_IMPORTING)
         self.preview_ready.emit(preview)
 
     def _preview_failed(self, generation: int, exc: BaseException) -> None:
@@ -436,6 +415,7 @@ class ImportDialog(QDialog):
             return None
         self.import_button.setEnabled(False)
         self.preview_button.setEnabled(False)
+        self.cancel_button.setEnabled(False)  # the write is one transaction: it cannot stop halfway
         self._import_op = self.ctx.run(
             apply_import, self.ctx.bank, plan, label="Importing the bank file", parent=self,
             on_success=self._import_done, on_failure=self._import_failed,
@@ -447,13 +427,26 @@ class ImportDialog(QDialog):
         profile = report.plan.profile
         self.ctx.bank_changed.emit(profile)
         if report.plan.create_profile:
-            self.ctx.set_profile(profile)  # show what was just imported
+            # Show what was just imported. The main window's profile switcher must list the new
+            # profile first: its refresh_profiles(select=...) re-reads the list, then selects.
+            window = self.parentWidget().window() if self.parentWidget() is not None else None
+            refresh_profiles = getattr(window, "refresh_profiles", None)
+            if callable(refresh_profiles):
+                refresh_profiles(select=profile)
+            else:
+                self.ctx.set_profile(profile)
         self.ctx.status_message.emit(self.summary())
         self.imported.emit(report)
         self.accept()
 
+    def reject(self) -> None:
+        if self._import_op is not None and not self._import_op.done:
+            return  # Esc / the close button wait for the running import (it takes moments)
+        super().reject()
+
     def _import_failed(self, exc: BaseException) -> None:
         self.preview_button.setEnabled(True)
+        self.cancel_button.setEnabled(True)
         self.error_label.setText(f"Import failed, the bank is unchanged: {describe_error(exc)}")
         self.import_failed.emit(exc)
 
@@ -489,34 +482,24 @@ class ExportDialog(QDialog):
         super().__init__(parent)
         self.ctx = ctx
         self.file_chooser = file_chooser
-        self.result_info: tuple[str, str, int] | None = None
+        self.result_info: tuple[str, str, int] | None = None  # path, format, count
+        self._exported_profile = ""
         self._op = None
         self._overwrite_ok: str | None = None
         self.setWindowTitle("Export bank")
         profile = ctx.profile or ""
         self.native_radio = QRadioButton("Native (every rating, with instances and times)")
         self.paper_radio = QRadioButton("Paper memory bank ({model response: [user responses]}, no counts)")
-        group = QButtonGroup(self)
-        group.addButton(self.native_radio)
-        group.addButton(self.paper_radio)
+        fmt_box = _radio_column(self, self.native_radio, self.paper_radio)
         self.native_radio.setChecked(True)
         self.gzip_box = QCheckBox("Compress (gzip, .gz)")
         self.path_edit = QLineEdit(path or str(Path.home() / f"{_safe_file_stem(profile)}-bank.json"))
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self.browse)
-        path_row = QHBoxLayout()
-        path_row.addWidget(self.path_edit, 1)
-        path_row.addWidget(browse)
+        path_row = _path_row(self.path_edit, self.browse)
         self.gzip_box.toggled.connect(self._sync_suffix)
         self.status_label = plain_label("", selectable=True)
 
         form = QFormLayout()
         form.addRow(plain_label("Profile"), plain_label(profile or "(none selected)"))
-        fmt_box = QWidget()
-        fl = QVBoxLayout(fmt_box)
-        fl.setContentsMargins(0, 0, 0, 0)
-        fl.addWidget(self.native_radio)
-        fl.addWidget(self.paper_radio)
         form.addRow(plain_label("Format"), fmt_box)
         form.addRow(plain_label(""), self.gzip_box)
         form.addRow(plain_label("File"), path_row)
@@ -537,12 +520,8 @@ class ExportDialog(QDialog):
 
     def _sync_suffix(self, gzip_on: bool) -> None:
         text = self.path_edit.text().strip()
-        if not text:
-            return
-        if gzip_on and not text.endswith(".gz"):
-            self.path_edit.setText(text + ".gz")
-        elif not gzip_on and text.endswith(".gz"):
-            self.path_edit.setText(text[:-3])
+        if text and gzip_on != text.endswith(".gz"):
+            self.path_edit.setText(text + ".gz" if gzip_on else text[:-3])
 
     def browse(self) -> None:
         path = (self.file_chooser(self) if self.file_chooser
@@ -583,7 +562,7 @@ class ExportDialog(QDialog):
         return self._op
 
     def _done(self, path: str, fmt: str, count: int, profile: str) -> None:
-        self.result_info = (path, fmt, int(count))
+        self.result_info, self._exported_profile = (path, fmt, int(count)), profile
         self.status_label.setText(self.summary())
         self.ctx.status_message.emit(self.summary())
         self.exported.emit(self.result_info)
@@ -599,7 +578,7 @@ class ExportDialog(QDialog):
             return ""
         path, fmt, count = self.result_info
         what = f"{count} ratings" if fmt == "native" else f"{count} model response → response pairs"
-        return f"Exported {what} of profile {self.ctx.profile!r} to {path} ({fmt} format)."
+        return f"Exported {what} of profile {self._exported_profile!r} to {path} ({fmt} format)."
 
 
 def _safe_file_stem(name: str) -> str:
@@ -614,11 +593,13 @@ def _show_summary(parent: QWidget | None, title: str, text: str) -> None:
     box.exec()
 
 
-def run_import_dialog(ctx, parent: QWidget | None = None) -> None:
-    """File ▸ Import bank…: modal dialog, then a summary of what was imported."""
+def run_import_dialog(ctx, parent: QWidget | None = None):
+    """File ▸ Import bank…: modal dialog, then a summary. Returns the ImportReport, or None."""
     dialog = ImportDialog(ctx, parent)
     if dialog.exec() == QDialog.Accepted and dialog.report is not None:
         _show_summary(parent, "Import finished", dialog.summary())
+        return dialog.report
+    return None
 
 
 def run_export_dialog(ctx, parent: QWidget | None = None) -> None:

@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         self.chat_view = ChatView(self.ctx)
         self.bank_view = _bank_view_class()(self.ctx)
         self.settings_view = SettingsView(self.ctx)
+        self.settings_view.applied.connect(self.rate_view.settings_applied)
         self.tabs.addTab(self.rate_view, "Rate")
         self.tabs.addTab(self.chat_view, "Chat")
         self.tabs.addTab(self.bank_view, "Bank")

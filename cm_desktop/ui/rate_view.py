@@ -120,6 +120,7 @@ class RateView(QWidget):
         self.n_skipped = 0
         self._generation = 0       # bumps on profile/settings change: older proposals are dropped
         self._responses: list[str] = []
+        self._strategy = ctx.settings.strategy
         self._build()
         ctx.profile_changed.connect(self._on_profile_changed)
         ctx.inference.backend_loaded.connect(self._backend_loaded)
@@ -217,6 +218,13 @@ class RateView(QWidget):
             self.ctx.run(lambda: list(self.ctx.bank.get_profile(profile).responses), label="Reading the profile",
                          on_success=self._set_responses, parent=self)
         self._restart_proposals()
+
+    def settings_applied(self) -> None:
+        """A new prompting strategy changes the proposals; other settings do not."""
+        if self.ctx.settings.strategy != self._strategy:
+            self._strategy = self.ctx.settings.strategy
+            self._restart_proposals()
+        self.coverage_box.setChecked(bool(self.ctx.settings.coverage_order))
 
     def _set_responses(self, responses: list[str]) -> None:
         self._responses = responses

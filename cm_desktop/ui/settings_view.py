@@ -55,8 +55,14 @@ class SettingsView(QWidget):
         self.load_from_settings()
 
     def _build(self) -> None:
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(16, 12, 16, 12)
+        page = QVBoxLayout(self)
+        page.setContentsMargins(16, 12, 16, 12)
+        column = QWidget()
+        column.setMaximumWidth(820)      # a readable column, not fields stretched across the screen
+        page.addWidget(column, 0, Qt.AlignHCenter | Qt.AlignTop)
+        page.addStretch(1)
+        outer = QVBoxLayout(column)
+        outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(12)
 
         model_box = QGroupBox("Model")
@@ -78,6 +84,7 @@ class SettingsView(QWidget):
         form.addRow("Model file", row)
         self.model_status = plain_label("")
         self.model_status.setObjectName("muted")
+        self.model_status.setVisible(False)
         form.addRow("", self.model_status)
 
         self.hf_edit = QLineEdit()
@@ -99,6 +106,7 @@ class SettingsView(QWidget):
         form.addRow("API key", key_row)
         self.key_status = plain_label("")
         self.key_status.setObjectName("muted")
+        self.key_status.setVisible(False)
         form.addRow("", self.key_status)
         outer.addWidget(model_box)
 
@@ -121,11 +129,13 @@ class SettingsView(QWidget):
         gen_form = QFormLayout(gen_box)
         self.max_tokens_spin = QSpinBox()
         self.max_tokens_spin.setRange(1, 8192)
+        self.max_tokens_spin.setMaximumWidth(120)
         gen_form.addRow("Max tokens", self.max_tokens_spin)
         self.temperature_spin = QDoubleSpinBox()
         self.temperature_spin.setRange(0.0, 2.0)
         self.temperature_spin.setSingleStep(0.1)
         self.temperature_spin.setDecimals(2)
+        self.temperature_spin.setMaximumWidth(120)
         gen_form.addRow("Temperature", self.temperature_spin)
         outer.addWidget(gen_box)
 
@@ -141,7 +151,6 @@ class SettingsView(QWidget):
         buttons.addWidget(self.revert_button)
         buttons.addWidget(self.apply_button)
         outer.addLayout(buttons)
-        outer.addStretch(1)
 
     # ---- settings <-> widgets -----------------------------------------------------------------
     def load_from_settings(self) -> None:
@@ -158,8 +167,13 @@ class SettingsView(QWidget):
         self.temperature_spin.setValue(float(s.temperature))
         self.key_edit.clear()
         self.model_ok = True
-        set_plain(self.model_status, "")
+        self._status(self.model_status, "")
         self._backend_kind_changed()
+
+    @staticmethod
+    def _status(label, text: str) -> None:
+        set_plain(label, text)
+        label.setVisible(bool(text))
 
     def _backend_kind_changed(self) -> None:
         kind = self.backend_combo.currentData()
@@ -182,17 +196,17 @@ class SettingsView(QWidget):
         path = path.strip()
         if not path:
             self.model_ok = True
-            set_plain(self.model_status, "The embedded model will be used.")
+            self._status(self.model_status, "The embedded model will be used.")
             return None
-        set_plain(self.model_status, "Checking the file…")
+        self._status(self.model_status, "Checking the file…")
 
         def ok(checked):
             self.model_ok = True
-            set_plain(self.model_status, f"OK: {checked}")
+            self._status(self.model_status, f"OK: {checked}")
 
         def bad(exc):
             self.model_ok = False
-            set_plain(self.model_status, f"Not usable: {exc}")
+            self._status(self.model_status, f"Not usable: {exc}")
             self.ctx.show_error(self, "This model file cannot be used", exc)
 
         return self.ctx.run(validate_model_file, path, label="Checking the model file", on_success=ok,
@@ -202,7 +216,7 @@ class SettingsView(QWidget):
     def save_key(self) -> None:
         key, url = self.key_edit.text().strip(), self.url_edit.text().strip()
         if not key:
-            set_plain(self.key_status, "Type a key first.")
+            self._status(self.key_status, "Type a key first.")
             return
 
         def store():
@@ -213,7 +227,7 @@ class SettingsView(QWidget):
 
         def stored(_url):
             self.key_edit.clear()
-            set_plain(self.key_status, "Key saved in the system keyring.")
+            self._status(self.key_status, "Key saved in the system keyring.")
 
         self.ctx.run(store, label="Saving the API key", on_success=stored, parent=self)
 

@@ -101,7 +101,7 @@ class FuzzBench:
         return path
 
     def check(self, path: Path, *, must_reject: bool, location: str | None = None,
-              mode: str = "merge", fmt: str | None = None) -> None:
+              mode: str = "merge", fmt: str | None = None, mentions: str | None = None) -> None:
         """Read and import one file; assert the outcome the issue promises."""
         from bank_store import BankError, BankFileError
         from bank_store.formats import import_file, read_bank_file
@@ -135,9 +135,11 @@ class FuzzBench:
         if must_reject:
             assert read_error is not None, f"{path.name}: a damaged file was read as valid"
             assert isinstance(import_error, BankFileError)
+            where = f"{read_error.location or ''} {read_error}"
             if location is not None:
-                where = f"{read_error.location or ''} {read_error}"
                 assert location in where, f"wanted {location!r} in the error, got {where!r}"
+            if mentions is not None:
+                assert mentions in where, f"wanted {mentions!r} in the error, got {where!r}"
         self.outcomes[type(import_error).__name__ if import_error else "imported"] += 1
         if import_error is not None:
             assert table_snapshot(self.work) == self.snapshot, "a rejected import changed the bank"
@@ -215,7 +217,8 @@ def test_wrong_type_anywhere(bench, base, data):
 # ---- structural damage: every one of these must be rejected ---------------------------------
 
 STRUCTURAL_KINDS = ("wrong_type", "unknown_field", "duplicate_key", "nan", "deep_nesting",
-                    "id_mismatch", "bad_header", "bad_unicode", "huge_nesting_at_root")
+                    "id_mismatch", "bad_header", "bad_unicode", "huge_nesting_at_root",
+                    "declared_format_wrong")
 
 
 def _object_paths(doc) -> list[tuple]:
@@ -325,9 +328,15 @@ def test_structural_damage_is_rejected(bench, base, data, mode):
              if not (base == "paper" and k == "id_mismatch")]
     kind = data.draw(st.sampled_from(kinds))
     _count(f"structural:{kind}")
+    if kind == "declared_format_wrong":  # an intact file, read as the other format
+        fmt = "native" if base == "paper" else "paper"
+        bench.check(bench.write(base, bench.raw[base]), must_reject=True, location="$",
+                    mode=mode, fmt=fmt)
+        return
     text, location = _structural_case(base, doc, kind, data)
+    fmt = data.draw(st.sampled_from([None, "paper" if base == "paper" else "native"]))
     bench.check(bench.write(base, _encode(base, text)), must_reject=True, location=location,
-                mode=mode)
+                mode=mode, fmt=fmt)
 
 
 # ---- fixed hostile files: size limit, gzip bomb, empty, not JSON at all ----------------------
@@ -381,11 +390,12 @@ def test_fixed_hostile_file(bench, case):
     else:
         raise AssertionError(case)
     path = bench.write(base, data)
-    bench.check(path, must_reject=True)
+    over_limit = case.startswith(("huge", "gzip_bomb"))
+    bench.check(path, must_reject=True, mentions="limit" if over_limit else None)
 
 
 def test_the_fuzz_budget_is_1000_files(bench):
-    """Runs last in this module (pytest keeps file order): all the above together made 1,000
+    """Runs after the fuzz tests above (pytest keeps file order): together they made 1,000
     files. Skipped when only part of the module was selected."""
     expected = {"flips": 300, "truncations": 200, "wrong_type_anywhere": 90, "fixed": 10}
     structural = sum(v for k, v in EXAMPLES_RUN.items() if k.startswith("structural:"))
@@ -396,3 +406,46 @@ def test_the_fuzz_budget_is_1000_files(bench):
           f"outcomes {dict(bench.outcomes)}")
     assert total >= 1000, EXAMPLES_RUN
     assert len([k for k in EXAMPLES_RUN if k.startswith("structural:")]) == len(STRUCTURAL_KINDS)
+
+
+CLI_CASES = ["gzip_bomb", "deep_nesting", "duplicate_key", "id_mismatch", "nan_in_paper"]
+
+
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_cm_bank_import_reports_a_damaged_file_in_one_line(bench, tmp_path, case):
+    """What the user of `cm` sees: exit status 1, one line on stderr, no traceback, the bank as
+    it was (not counted in the 1,000: these are the same damage, through the real command)."""
+    import subprocess
+
+    from reliability_helpers import cm_command, subprocess_env
+
+    bank_path = tmp_path / "bank.sqlite3"
+    shutil.copyfile(bench.template, bank_path)
+    doc = bench.docs["native"]
+    if case == "gzip_bomb":
+        data, name = gzip_bomb(_size_limit() + (1 << 20)), "bomb.json.gz"
+    elif case == "deep_nesting":
+        data, name = to_json(replace_at(doc, ("ratings",), deep_nesting(100_000))).encode(), \
+            "deep.json"
+    elif case == "duplicate_key":
+        data, name = to_json(Pairs(tuple(doc.items()) + (("ratings", []),))).encode(), "dup.json"
+    elif case == "id_mismatch":
+        rating = dict(doc["ratings"][5], instance="edited after export")
+        data, name = to_json(replace_at(doc, ("ratings", 5), rating)).encode(), "tampered.json"
+    else:
+        key = next(iter(bench.docs["paper"]))
+        paper = replace_at(bench.docs["paper"], (key,), [Raw("NaN")])
+        data, name = to_json(paper).encode(), "nan_paper.json"
+    path = tmp_path / name
+    path.write_bytes(data)
+    before = table_snapshot(bank_path)
+    done = subprocess.run(cm_command("--bank", str(bank_path), "bank", "import", str(path),
+                                     "--profile", "P", "--replace"),
+                          capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cm: error:"), done.stderr
+    assert name in lines[0], "the error names the file"
+    if case == "id_mismatch":
+        assert "ratings[5]" in lines[0]
+    assert table_snapshot(bank_path) == before

@@ -12,11 +12,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from reliability_helpers import (
     RESPONSES,
+    cm_command,
     counts_match_ratings,
     counts_table_matches_group_by,
     integrity_check,
@@ -26,6 +28,7 @@ from reliability_helpers import (
 
 KILLS = 20
 BATCH = 20  # crash_writer.BATCH
+WAL_SPILL_BYTES = 256 * 1024
 SEED = 20250601
 
 
@@ -150,3 +153,87 @@ def test_sigkill_while_a_new_bank_is_created_leaves_a_usable_bank(tmp_path):
             assert [r.id for r in bank.ratings("P")] == [rating.id]
         finally:
             bank.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigkill_during_a_replace_import_leaves_the_old_bank_or_the_new_one(tmp_path):
+    """`cm bank import --replace` of 20,000 ratings killed part way: the profile holds either
+    all its old ratings or all the file's, never a mix, and the bank passes integrity_check."""
+    import shutil
+
+    from bank_store import DiscrepancyBank
+    from bank_store.formats import export_native
+
+    source = DiscrepancyBank(tmp_path / "source.sqlite3")
+    source.create_profile("P", RESPONSES)
+    source.add_ratings("P", [{"instance": f"imported {i}", "model_response": RESPONSES[i % 10],
+                              "user_response": RESPONSES[(i // 10) % 10]} for i in range(20_000)])
+    new_ids = {r.id for r in source.ratings("P")}
+    big = tmp_path / "big.json.gz"
+    export_native(source, "P", big)
+    source.close()
+
+    original = tmp_path / "original.sqlite3"
+    bank = DiscrepancyBank(original)
+    bank.create_profile("P", RESPONSES)
+    bank.add_ratings("P", [{"instance": f"mine {i}", "model_response": RESPONSES[i % 10],
+                            "user_response": RESPONSES[i % 10]} for i in range(50)])
+    old_ids = {r.id for r in bank.ratings("P")}
+    bank.close()
+
+    def run_import(target, kill_after=None, kill_in_transaction=False):
+        proc = subprocess.Popen(cm_command("--bank", str(target), "bank", "import", str(big),
+                                           "--profile", "P", "--replace"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=subprocess_env())
+        if kill_after is None:
+            return proc.communicate(timeout=240)[1], proc.returncode
+        if kill_in_transaction:
+            # The import's one transaction spills pages into the WAL long before it commits:
+            # a growing WAL says the kill lands inside the write (or at its commit).
+            wal = Path(str(target) + "-wal")
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                if wal.exists() and wal.stat().st_size > WAL_SPILL_BYTES:
+                    break
+                time.sleep(0.001)
+        time.sleep(kill_after)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        return b"", proc.returncode
+
+    def state(target):
+        assert integrity_check(target) == ["ok"]
+        b = DiscrepancyBank(target)
+        try:
+            ids = {r.id for r in b.ratings("P")}
+            kept, recomputed = counts_match_ratings(b, "P")
+            assert kept == recomputed
+        finally:
+            b.close()
+        assert ids in (old_ids, new_ids), f"a mix: {len(ids & old_ids)} old, {len(ids & new_ids)} new"
+        return "old" if ids == old_ids else "new"
+
+    # One uninterrupted run: it works, and its length sets the window the kills fall in.
+    target = tmp_path / "full.sqlite3"
+    shutil.copyfile(original, target)
+    started = time.monotonic()
+    stderr, code = run_import(target)
+    full_run = time.monotonic() - started
+    assert code == 0, stderr.decode()
+    assert state(target) == "new"
+
+    rng = random.Random(SEED + 2)
+    outcomes = []
+    for attempt in range(6):
+        target = tmp_path / f"killed{attempt}.sqlite3"
+        shutil.copyfile(original, target)
+        in_txn = attempt % 2 == 0
+        delay = rng.uniform(0, 0.05) if in_txn else rng.uniform(0.2, 1.0) * full_run
+        code = run_import(target, kill_after=delay, kill_in_transaction=in_txn)[1]
+        where = "in-transaction" if in_txn else "timed"
+        outcomes.append((where, state(target) if code == -signal.SIGKILL else "finished"))
+    print(f"replace import of 20,000 ratings ({full_run:.1f} s) killed 6 times: {outcomes}")
+    killed_in_txn = [o for w, o in outcomes if w == "in-transaction" and o != "finished"]
+    assert len(killed_in_txn) >= 2, outcomes

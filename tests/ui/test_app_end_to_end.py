@@ -105,6 +105,36 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path):
     assert (newest.instance, newest.model_response, newest.user_response) == (SIMILAR, trace.model_response,
                                                                              trace.chosen)
 
+    # undo the 👍, then 👎: pick what was meant from the full set (typed filter) instead
+    window.undo_action.trigger()
+    qtbot.waitUntil(lambda: bank.rating_count("Test") == 5 and reply.down_button.isEnabled(), timeout=10_000)
+    dialog = chat.thumbs_down(reply)
+    suggested = [dialog.suggestions.item(i).data(Qt.UserRole) for i in range(dialog.suggestions.count())]
+    assert [r for r, _n in trace.candidates] == suggested[:len(trace.candidates)]
+    qtbot.keyClicks(dialog.filter_edit, "delivery estimate")
+    assert dialog.all_list.currentItem().data(Qt.UserRole) == "card delivery estimate"
+    dialog._ok()
+    qtbot.waitUntil(lambda: bank.rating_count("Test") == 6, timeout=10_000)
+    newest = bank.ratings("Test")[-1]
+    assert (newest.instance, newest.model_response, newest.user_response) == (
+        SIMILAR, trace.model_response, "card delivery estimate")
+
+    # the raw/personalized toggle shows the model's own response (and its answer) and back
+    reply.raw_button.click()
+    assert reply.header.text() == f"Raw model → {trace.model_response}"
+    qtbot.waitUntil(lambda: not chat.is_busy(), timeout=120_000)
+    assert reply.body.text() == reply.answers["raw"] and reply.answers["raw"].strip()
+    reply.raw_button.click()
+    assert reply.header.text() == f"→ {trace.chosen}" and reply.body.text() == reply.answers["personal"]
+
+    # Esc stops a reply that is still being worked on; the view stays usable
+    with qtbot.waitSignal(chat.reply_finished, timeout=60_000):
+        stopped = chat.send("Can I get a refund?")
+        qtbot.keyClick(chat.input, Qt.Key_Escape)
+    assert stopped.trace is None and "Stopped" in stopped.body.text()
+    qtbot.waitUntil(lambda: not chat.is_busy(), timeout=60_000)
+    assert not chat.stop_button.isEnabled() and bank.rating_count("Test") == 6
+
     # export, then import into a fresh profile: the same bank
     from bank_store import formats
 

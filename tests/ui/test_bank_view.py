@@ -102,6 +102,11 @@ def test_sorting_and_filtering(view, qtbot):
     view.table.sortByColumn(COL_MODEL, Qt.AscendingOrder)
     models = [r[COL_MODEL] for r in _proxy_rows(view)]
     assert models == sorted(models, key=str.casefold)
+    # equal counts read A→Z whichever way the counts are sorted
+    for order in (Qt.DescendingOrder, Qt.AscendingOrder):
+        view.table.sortByColumn(COL_COUNT, order)
+        ones = [(r[COL_MODEL].casefold(), r[COL_USER].casefold()) for r in _proxy_rows(view) if r[COL_COUNT] == "1"]
+        assert len(ones) == 3 and ones == sorted(ones)
 
     qtbot.keyClicks(view.filter_edit, "CARD")  # case-insensitive, either column
     rows = _proxy_rows(view)
@@ -112,6 +117,27 @@ def test_sorting_and_filtering(view, qtbot):
         ("request refund", "top up failed"), ("<img src=x>", "request refund")}
     view.filter_edit.clear()
     assert len(_proxy_rows(view)) == len(PAIRS)
+
+
+def test_sorting_keeps_the_selection_and_is_fast_for_big_banks(view, qtbot):
+    from cm_desktop.ui.bank_view import BankEntry
+
+    _select_pair(view, ("request refund", "top up failed"))
+    view.table.sortByColumn(COL_USER, Qt.DescendingOrder)
+    assert view.selected_pairs() == [("request refund", "top up failed")]
+    view.table.sortByColumn(COL_SHARE, Qt.AscendingOrder)
+    assert view.selected_pairs() == [("request refund", "top up failed")]
+
+    # 150 responses, densely rated: 22,500 entries
+    big = [BankEntry(f"model {i}", f"user {j}", (i * j) % 17 + 1, ((i * j) % 17 + 1) / 1000, i == j)
+           for i in range(150) for j in range(150)]
+    view.table_model.set_entries(big)
+    t0 = time.perf_counter()
+    view.table.sortByColumn(COL_COUNT, Qt.DescendingOrder)
+    elapsed = time.perf_counter() - t0
+    counts = [int(view.proxy.index(r, COL_COUNT).data()) for r in range(0, view.proxy.rowCount(), 97)]
+    assert counts == sorted(counts, reverse=True) and view.proxy.rowCount() == len(big)
+    assert elapsed < 1.0, f"sorting 22,500 entries blocked the GUI thread for {elapsed:.2f}s"
 
 
 def _select_pair(view, pair):
@@ -288,6 +314,26 @@ def test_refreshes_on_bank_and_profile_change(view, bank, app_ctx, qtbot):
     assert view.ratings_label.text() == "0"
     assert view.agreement_label.text() == "no ratings to hold out yet"
     assert view.heatmap.image() is not None and view.heatmap.row_labels() == ["yes", "no"]
+
+
+def test_a_view_never_shown_reads_nothing(app_ctx, qtbot):
+    hidden = BankView(app_ctx)
+    qtbot.addWidget(hidden)
+    qtbot.wait(300)
+    assert hidden.is_stale() and hidden.snapshot is None and not hidden.is_loading()
+
+
+def test_a_missing_profile_is_reported_in_place(view, bank, app_ctx, qtbot):
+    bank.create_profile("short lived", ["x", "y"])
+    app_ctx.set_profile("short lived")
+    _wait_loaded(qtbot, view)
+    bank.delete_profile("short lived")
+    with qtbot.waitSignal(app_ctx.status_message, timeout=5000) as said:
+        app_ctx.bank_changed.emit("short lived")
+    assert "short lived" in said.args[0]
+    assert view.title.text().startswith("Could not read the bank of “short lived”")
+    assert view.snapshot is None and view.proxy.rowCount() == 0
+    assert not app_ctx.open_error_boxes()
 
 
 def test_a_hidden_view_reloads_when_shown(view, bank, app_ctx, qtbot):

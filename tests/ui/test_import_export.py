@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -283,13 +284,18 @@ def test_file_menu_entry_points_run_the_modal_dialogs(app_ctx, bank, qtbot, tmp_
     app_ctx.set_profile("orig")
     target = str(tmp_path / "menu.json")
     summaries: list[str] = []
-    handled: set[int] = set()
+
+    deadline = time.monotonic() + 30
 
     def drive():
         w = QApplication.activeModalWidget()
-        if w is None or id(w) in handled:
+        if w is not None and time.monotonic() > deadline:
+            w.reject()  # never hang the suite: a stuck dialog fails the asserts below instead
             return
-        handled.add(id(w))
+        # a property on the widget itself: Python ids are reused once a dialog is freed
+        if w is None or w.property("driven"):
+            return
+        w.setProperty("driven", True)
         if isinstance(w, ExportDialog):
             w.path_edit.setText(target)
             w.start_export()
@@ -315,3 +321,54 @@ def test_file_menu_entry_points_run_the_modal_dialogs(app_ctx, bank, qtbot, tmp_
     assert summaries[1].startswith("Imported 5 ratings into profile 'from menu'")
     assert bank.counts("from menu") == bank.counts("orig")
     assert app_ctx.profile == "from menu"
+
+
+def test_import_from_the_main_windows_file_menu_selects_the_new_profile(app_window, qtbot, tmp_path, monkeypatch):
+    """In the real window: File ▸ Export, File ▸ Import into a new profile → the profile switcher
+    lists and selects it, and the Bank view shows the same entries."""
+    monkeypatch.setenv("CM_EMBEDDER", "hashed")  # the Bank view's agreement figure, without MiniLM
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    ctx, window = app_window(profile="Test", responses=["alpha", "beta", "gamma"])
+    bank = ctx.bank
+    for i, (a, b) in enumerate([("alpha", "beta"), ("alpha", "beta"), ("gamma", "gamma")]):
+        bank.add_rating("Test", f"query {i}", a, b)
+    target = str(tmp_path / "window-export.json")
+    deadline = time.monotonic() + 30
+
+    def drive():
+        w = QApplication.activeModalWidget()
+        if w is not None and time.monotonic() > deadline:
+            w.reject()
+            return
+        if w is None or w.property("driven"):
+            return
+        w.setProperty("driven", True)
+        if isinstance(w, ExportDialog):
+            w.path_edit.setText(target)
+            w.start_export()
+        elif isinstance(w, ImportDialog):
+            w.path_edit.setText(target)
+            w.set_new_profile("Copy of Test")
+            w.preview_ready.connect(lambda _p: w.start_import())
+            w.refresh_preview()
+        elif isinstance(w, QMessageBox):
+            w.accept()
+
+    timer = QTimer()
+    timer.timeout.connect(drive)
+    timer.start(50)
+    try:
+        window.export_action.trigger()
+        window.import_action.trigger()
+    finally:
+        timer.stop()
+    assert bank.counts("Copy of Test") == bank.counts("Test")
+    qtbot.waitUntil(lambda: window.profile_combo.currentData() == "Copy of Test", timeout=10000)
+    assert ctx.profile == "Copy of Test"
+    window.tabs.setCurrentWidget(window.bank_view)
+    view = window.bank_view
+    qtbot.waitUntil(lambda: view.snapshot is not None and view.snapshot.profile == "Copy of Test"
+                    and not view.is_loading(), timeout=10000)
+    assert {(e.model_response, e.user_response): e.count for e in view.snapshot.entries} == bank.counts("Test")

@@ -185,3 +185,19 @@ def test_window_shows_without_importing_torch_or_llama():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "SHOWN torch_imported=False llama_cpp_imported=False" in out.stdout
+
+
+def test_chat_keys_and_a_clear_reply_when_no_model(app_window, qtbot):
+    ctx, window = app_window("Test")
+    chat = window.chat_view
+    qtbot.keyClicks(chat.input, "first line")
+    qtbot.keyClick(chat.input, Qt.Key_Return, Qt.ShiftModifier)
+    qtbot.keyClicks(chat.input, "second line")
+    assert chat.input.toPlainText() == "first line\nsecond line" and not chat.replies
+    with qtbot.waitSignal(chat.reply_finished, timeout=10000):
+        qtbot.keyClick(chat.input, Qt.Key_Return)
+    assert chat.input.toPlainText() == ""
+    reply = chat.replies[-1]
+    assert reply.query == "first line\nsecond line"
+    assert reply.header.text() == "No reply" and ("loading" in reply.body.text() or "not loaded" in reply.body.text())
+    assert not reply.up_button.isEnabled() and not reply.down_button.isEnabled()

@@ -1,0 +1,259 @@
+"""transformers + torch: a model directory or a GGUF file (dequantised on load), CUDA bf16 or CPU.
+
+Scoring runs the prompt once, keeps its KV cache, repeats it across a batch of candidates and
+runs every candidate's input tokens (all but its last) in one right-padded forward pass; the LM
+head is applied only at the rows that predict a candidate token (vocab 262,144 makes full logits
+for every position expensive). Right padding needs no attention mask: a real token never attends
+to a later pad. If the cache cannot be repeated (a model whose cache class lacks it), the batch is
+run as whole prompt+candidate sequences instead — same numbers, more work.
+
+Tokenization convention: as the llama_cpp backend (candidate = tokens after the prompt's tokens in
+the joint tokenization; tokenized alone when a token spans the boundary).
+
+torch and transformers are imported here only, inside functions, so the app starts without them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from cm_desktop.backends.base import (
+    Backend,
+    BackendError,
+    CandidateScores,
+    ModelFileError,
+    check_gguf_file,
+    file_fingerprint,
+    validate_candidates,
+)
+from cm_desktop.cancel import CancelToken, Cancelled, check
+
+# Gemma's turn format, for tokenizers (e.g. from a base-model GGUF) that carry no template.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
+    "{% else %}{% set role = 'user' %}{% endif %}"
+    "<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
+_BATCH = 32  # candidates per forward pass
+
+
+class HFBackend(Backend):
+    kind = "hf"
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        from cm_desktop.backends import default_model_path
+
+        path = Path(config.model_path or default_model_path()).expanduser()
+        if path.is_dir():
+            if not (path / "config.json").exists():
+                raise ModelFileError(f"not a transformers model directory (no config.json): {path}")
+            src, gguf_file = str(path), None
+        else:
+            path = check_gguf_file(path)
+            src, gguf_file = str(path.parent), path.name
+        try:
+            import torch
+            import transformers
+        except ImportError as exc:
+            raise BackendError("the hf backend needs torch and transformers "
+                               "(pip install 'cm-desktop[hf]')") from exc
+        self._torch = torch
+        self.config = config
+        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        if not self.device.startswith("cuda"):
+            torch.set_num_threads(int(config.n_threads or os.cpu_count() or 1))
+        kw = {"gguf_file": gguf_file} if gguf_file else {}
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(src, **kw)
+            model = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=self.dtype, **kw)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"transformers could not load {path}: {exc}") from None
+        self.model = model.to(self.device).eval()
+        if not getattr(self.tokenizer, "chat_template", None):
+            self.tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
+        self.softcap = getattr(model.config, "final_logit_softcapping", None) or \
+            getattr(getattr(model.config, "text_config", None), "final_logit_softcapping", None)
+        self.cache_repeat = True   # set False once repeating the prompt cache is found unsupported
+        self._fingerprint = file_fingerprint(self.kind, path) if path.is_file() \
+            else _dir_fingerprint(self.kind, path)
+        self._gen_lock = threading.Lock()
+
+    # -- tokenization -----------------------------------------------------------------------
+    def _ids(self, text: str, special: bool) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def _prepare(self, prompt, candidates):
+        cands = validate_candidates(candidates)
+        if not isinstance(prompt, str) or not prompt:
+            raise BackendError("the prompt must be a non-empty string")
+        p = self._ids(prompt, True)
+        toks = []
+        for c in cands:
+            joint = self._ids(prompt + c, True)
+            if len(joint) > len(p) and joint[:len(p)] == p:
+                toks.append(joint[len(p):])
+            else:
+                toks.append(self._ids(c, False))
+        return cands, p, toks
+
+    # -- scoring ----------------------------------------------------------------------------
+    def _head_logprobs(self, hidden, targets):
+        """log p(target) at each row of `hidden` (rows x d), applying the LM head only there."""
+        torch = self._torch
+        logits = self.model.lm_head(hidden).float()
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        lsm = torch.log_softmax(logits, dim=-1)
+        return lsm.gather(1, targets[:, None])[:, 0].double().cpu().numpy()
+
+    def score(self, prompt: str, candidates: Sequence[str], cancel: CancelToken | None = None
+              ) -> CandidateScores:
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            check(cancel)
+            cands, p, toks = self._prepare(prompt, candidates)
+            base = self.model.model
+            ids = torch.tensor([p], device=self.device)
+            out = base(input_ids=ids, use_cache=True)
+            first = self._head_logprobs(out.last_hidden_state[0, -1:].expand(len(cands), -1),
+                                        torch.tensor([t[0] for t in toks], device=self.device))
+            logprob = first.copy()
+            multi = [i for i, t in enumerate(toks) if len(t) > 1]
+            for start in range(0, len(multi), _BATCH):
+                check(cancel)
+                members = multi[start:start + _BATCH]
+                logprob += self._score_batch(p, toks, members, out.past_key_values, len(cands))
+            return CandidateScores(cands, logprob, [len(t) for t in toks],
+                                   extra={"prompt_tokens": len(p), "device": self.device})
+
+    def _score_batch(self, p, toks, members, cache, n_total) -> np.ndarray:
+        torch = self._torch
+        n0 = len(p)
+        width = max(len(toks[i]) - 1 for i in members)
+        pad = self.tokenizer.pad_token_id or 0
+        rows = [toks[i][:-1] + [pad] * (width - len(toks[i]) + 1) for i in members]
+        inputs = torch.tensor(rows, device=self.device)
+        hidden = None
+        if self.cache_repeat:
+            try:
+                c = copy.deepcopy(cache)
+                c.batch_repeat_interleave(len(members))
+                pos = torch.arange(n0, n0 + width, device=self.device)
+                hidden = self.model.model(input_ids=inputs, past_key_values=c, use_cache=True,
+                                          position_ids=pos[None].expand(len(members), -1),
+                                          cache_position=pos).last_hidden_state
+            except (AttributeError, NotImplementedError, RuntimeError, TypeError):
+                self.cache_repeat = False
+        if hidden is None:
+            full = torch.cat([torch.tensor([p] * len(members), device=self.device), inputs], 1)
+            hidden = self.model.model(input_ids=full, use_cache=False).last_hidden_state[:, n0:]
+        sel_b, sel_t, targets, owner = [], [], [], []
+        for b, i in enumerate(members):
+            for j in range(len(toks[i]) - 1):
+                sel_b.append(b)
+                sel_t.append(j)
+                targets.append(toks[i][j + 1])
+                owner.append(i)
+        vals = self._head_logprobs(hidden[sel_b, sel_t], torch.tensor(targets, device=self.device))
+        add = np.zeros(n_total)
+        np.add.at(add, np.asarray(owner), vals)
+        return add
+
+    # -- generation -------------------------------------------------------------------------
+    def _generate_kwargs(self, max_tokens, temperature):
+        kw = {"max_new_tokens": int(max_tokens), "do_sample": temperature > 0,
+              "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
+        if temperature > 0:
+            kw["temperature"] = float(temperature)
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        return kw
+
+    def complete(self, prompt: str, *, max_tokens: int = 64, stop: Sequence[str] | None = None,
+                 temperature: float = 0.0) -> str:
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            ids = torch.tensor([self._ids(prompt, True)], device=self.device)
+            out = self.model.generate(ids, **self._generate_kwargs(max_tokens, temperature))
+            text = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        for s in stop or ():
+            if s and s in text:
+                text = text[:text.index(s)]
+        return text
+
+    def stream_chat(self, messages: Sequence[dict], *, max_tokens: int = 256,
+                    temperature: float = 0.7, cancel: CancelToken | None = None) -> Iterator[str]:
+        from cm_desktop.backends.llama_cpp import _validate_messages
+        msgs = _validate_messages(messages)
+        check(cancel)
+        return self._stream(msgs, max_tokens, temperature, cancel)
+
+    def _stream(self, msgs, max_tokens, temperature, cancel) -> Iterator[str]:
+        import transformers
+        torch = self._torch
+        stop_flag = threading.Event()
+
+        class _Stop(transformers.StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return stop_flag.is_set() or (cancel is not None and cancel.cancelled)
+
+        text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        ids = torch.tensor([self._ids(text, False)], device=self.device)
+        streamer = transformers.TextIteratorStreamer(self.tokenizer, skip_prompt=True,
+                                                     skip_special_tokens=True)
+        errors: list[BaseException] = []
+
+        def run():
+            try:
+                with torch.inference_mode():
+                    self.model.generate(ids, streamer=streamer,
+                                        stopping_criteria=transformers.StoppingCriteriaList([_Stop()]),
+                                        **self._generate_kwargs(max_tokens, temperature))
+            except BaseException as exc:  # reported to the consumer below
+                errors.append(exc)
+                streamer.end()
+
+        with self._lock:
+            worker = threading.Thread(target=run, name="cm-hf-generate", daemon=True)
+            worker.start()
+            try:
+                for piece in streamer:
+                    if cancel is not None and cancel.cancelled:
+                        raise Cancelled()
+                    if piece:
+                        yield piece
+                if errors:
+                    raise BackendError(f"generation failed: {errors[0]}")
+            finally:
+                stop_flag.set()
+                worker.join()
+
+    def close(self) -> None:
+        with self._lock:
+            self.model = None
+            if self.device.startswith("cuda"):
+                self._torch.cuda.empty_cache()
+
+
+def _dir_fingerprint(kind: str, path: Path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    total = 0
+    for f in sorted(path.iterdir()):
+        if f.is_file():
+            st = f.stat()
+            total += st.st_size
+            h.update(f"{f.name}:{st.st_size}".encode())
+            if f.name == "config.json":
+                h.update(f.read_bytes())
+    return f"{kind}:{path.name}:{total}:{h.hexdigest()[:12]}"

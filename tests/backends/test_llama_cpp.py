@@ -1,0 +1,148 @@
+"""The default backend on the real embedded Gemma model."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from cm_desktop.backends import BackendError, CandidateScores
+from cm_desktop.cancel import CancelToken, Cancelled
+
+pytestmark = pytest.mark.slow
+
+LABELS = ["alarm", "weather", "music", "cooking", "transport", "calendar_event", "takeaway_order"]
+HEAD = "Classify the user's message into one of these labels:\n" + "\n".join(LABELS) + "\n\n"
+CANDS = [" " + lab for lab in LABELS]
+
+
+def prompt(text: str) -> str:
+    return HEAD + "Message: " + text + "\nLabel:"
+
+
+def test_fingerprint_and_chat_format(llama_backend, gemma_path):
+    fp = llama_backend.fingerprint
+    assert re.fullmatch(r"llama_cpp:gemma-3-270m-q4_k_m\.gguf:\d+:[0-9a-f]{12}", fp)
+    assert fp.split(":")[2] == str(gemma_path.stat().st_size)
+    assert llama_backend.chat_format == "gemma"  # the GGUF has no template; chosen by arch
+
+
+def test_scores_match_the_naive_reference(llama_backend):
+    # Every candidate must get the log-prob a fresh, one-candidate-at-a-time evaluation gives.
+    # Batch composition changes llama.cpp's quantised arithmetic a little, hence a tolerance.
+    p = prompt("wake me up at seven tomorrow")
+    ours = llama_backend.score(p, CANDS)
+    ref = llama_backend.score_uncached(p, CANDS)
+    assert isinstance(ours, CandidateScores)
+    assert ours.n_tokens.tolist() == ref.n_tokens.tolist()
+    assert (ours.n_tokens > 1).any(), "some candidates must span several tokens"
+    assert np.all(ours.logprob < 0)
+    np.testing.assert_allclose(ours.logprob, ref.logprob, atol=0.6)
+    assert ours.best == ref.best
+    assert abs(ours.probabilities().sum() - 1) < 1e-9
+
+
+def test_prefix_is_reused_across_queries(llama_backend):
+    llama_backend.score(prompt("play some jazz"), CANDS)
+    before = dict(llama_backend.stats)
+    llama_backend.score(prompt("what is the weather like in paris"), CANDS)
+    evaluated = llama_backend.stats["prompt_tokens_evaluated"] - before["prompt_tokens_evaluated"]
+    reused = llama_backend.stats["prompt_tokens_reused"] - before["prompt_tokens_reused"]
+    n_head = len(llama_backend._tokenize(HEAD, bos=True, special=True))
+    assert reused >= n_head - 2
+    assert evaluated < 20  # only the new message tail, not the ~60-token head again
+    # the same prompt twice evaluates nothing
+    before = llama_backend.stats["prompt_tokens_evaluated"]
+    a = llama_backend.score(prompt("what is the weather like in paris"), CANDS)
+    assert llama_backend.stats["prompt_tokens_evaluated"] == before
+    b = llama_backend.score(prompt("what is the weather like in paris"), CANDS)
+    assert a.logprob.tolist() == b.logprob.tolist()
+
+
+def test_sequential_fallback_agrees_with_branches(llama_backend):
+    p = prompt("order me a pizza")
+    branches = llama_backend.score(p, CANDS)
+    llama_backend.batched = False
+    try:
+        seq = llama_backend.score(p, CANDS)
+    finally:
+        llama_backend.batched = True
+    assert seq.extra["path"] == "sequential"
+    np.testing.assert_allclose(seq.logprob, branches.logprob, atol=0.6)
+    assert seq.best == branches.best
+
+
+def test_many_candidates_use_several_rounds(llama_backend):
+    # More candidates than sequences in one round, and long ones: still exact per candidate.
+    cands = [f" tag {i}" for i in range(260)]
+    p = "Pick a tag:"
+    s = llama_backend.score(p, cands)
+    assert len(s.logprob) == 260 and np.all(np.isfinite(s.logprob))
+    assert len(llama_backend._rounds(len(llama_backend._tokenize(p, bos=True, special=True)),
+                                     [llama_backend._tokenize(p + c, bos=True, special=True)[4:]
+                                      for c in cands])) >= 2
+    ref = llama_backend.score_uncached(p, [cands[0], cands[259]])
+    np.testing.assert_allclose(s.logprob[[0, 259]], ref.logprob, atol=0.6)
+
+
+def test_bad_inputs_are_clear_errors(llama_backend):
+    with pytest.raises(BackendError, match="empty"):
+        llama_backend.score(prompt("x"), [])
+    with pytest.raises(BackendError, match="list of strings"):
+        llama_backend.score(prompt("x"), " alarm")
+    with pytest.raises(BackendError, match="non-empty"):
+        llama_backend.score(prompt("x"), [" alarm", ""])
+    with pytest.raises(BackendError, match="exceed the context"):
+        llama_backend.score("word " * 5000, [" a"])
+    with pytest.raises(BackendError, match="chat message"):
+        llama_backend.stream_chat([{"role": "robot", "content": "hi"}])
+    # and it still works afterwards
+    assert llama_backend.score(prompt("set an alarm"), CANDS).best in CANDS
+
+
+def test_cancel_before_and_during(llama_backend):
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        llama_backend.score(prompt("x"), CANDS, cancel=token)
+    token = CancelToken()
+    pieces = []
+    with pytest.raises(Cancelled):
+        for piece in llama_backend.stream_chat([{"role": "user", "content": "Tell me a story."}],
+                                               max_tokens=64, temperature=0.0, cancel=token):
+            pieces.append(piece)
+            token.cancel()
+    assert len(pieces) == 1
+    # scoring after a cancelled stream is still right
+    p = prompt("wake me up at seven tomorrow")
+    np.testing.assert_allclose(llama_backend.score(p, CANDS).logprob,
+                               llama_backend.score_uncached(p, CANDS).logprob, atol=0.6)
+
+
+def test_complete_and_stream(llama_backend):
+    text = llama_backend.complete("The capital of France is", max_tokens=8)
+    assert "Paris" in text or "France" in text
+    assert "\n" not in llama_backend.complete("One, two, three,", max_tokens=20, stop=["\n"])
+    out = "".join(llama_backend.stream_chat([{"role": "user", "content": "Say hello."}],
+                                            max_tokens=16, temperature=0.0))
+    assert out.strip()
+
+
+def test_two_threads_serialise_not_corrupt(llama_backend):
+    ps = [prompt("play some jazz"), prompt("will it rain tomorrow")]
+    serial = [llama_backend.score(p, CANDS).logprob for p in ps]
+    results = {}
+
+    def work(i):
+        results[i] = llama_backend.score(ps[i % 2], CANDS).logprob
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, lp in results.items():
+        np.testing.assert_allclose(lp, serial[i % 2], atol=0.6)
+        assert int(np.argmax(lp)) == int(np.argmax(serial[i % 2]))

@@ -1,0 +1,111 @@
+"""The engine end to end on the real embedded Gemma (llama_cpp) and a real SQLite bank."""
+
+from __future__ import annotations
+
+import pytest
+
+from cm_desktop.cancel import CancelToken, Cancelled
+from cm_desktop.cm.engine import CMEngine, Trace
+from cm_desktop.cm.retrieval import HashedNgramEmbedder
+
+RESPONSES = ["alarm", "music", "weather", "cooking"]
+QUERY = "wake me up at seven tomorrow"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def profile_bank(bank):
+    bank.create_profile("p", RESPONSES)
+    return bank
+
+
+def _engine(backend, bank, **kw):
+    # the hashed embedder keeps these tests free of torch; MiniLM is exercised by the CLI tests
+    return CMEngine(backend, bank, "p", embedder=HashedNgramEmbedder(), **kw)
+
+
+def test_propose_on_an_empty_bank_gives_a_full_trace(llama_backend, profile_bank):
+    engine = _engine(llama_backend, profile_bank)
+    t = engine.propose(QUERY)
+    assert isinstance(t, Trace)
+    assert t.model_response in RESPONSES and t.chosen == t.model_response
+    assert t.variant == "none" and t.rule == "model" and t.passes == 1 and t.seconds > 0
+    assert len(t.model_top) == len(RESPONSES)            # TOP_N >= |R| here
+    assert sum(p for _, p in t.model_top) == pytest.approx(1.0)
+    assert t.model_top[0][0] == t.model_response
+    assert t.candidates == [] and t.neighbours == []
+    d = t.to_dict()
+    assert set(d) >= {"query", "strategy", "variant", "model_response", "model_top", "candidates",
+                      "chosen", "rule", "passes", "seconds", "neighbours", "scores"}
+    # every memory variant keeps the model's answer while the bank is empty
+    for variant in ("paper", "marginal", "instance"):
+        assert _engine(llama_backend, profile_bank, variant=variant).decide(QUERY).chosen \
+            == t.model_response
+
+
+def test_a_bank_entry_changes_the_decision(llama_backend, profile_bank):
+    engine = _engine(llama_backend, profile_bank)
+    y_model = engine.propose(QUERY).model_response
+    target = next(r for r in RESPONSES if r != y_model)
+    # this user means `target` whenever the model says y_model on such messages
+    for x in ("wake me up at six tomorrow", "wake me up at eight tomorrow", "wake me at seven"):
+        profile_bank.add_rating("p", x, y_model, target)
+    engine.refresh()
+
+    paper = _engine(llama_backend, profile_bank, variant="paper").decide(QUERY)
+    assert paper.model_response == y_model
+    assert paper.candidates == [(target, 3)]
+    assert paper.rule == "paper-single" and paper.chosen == target and paper.passes == 1
+
+    inst = _engine(llama_backend, profile_bank, variant="instance").decide(QUERY)
+    assert inst.chosen == target and inst.rule == "instance"
+    assert inst.neighbours and inst.neighbours[0][1] == target
+    assert inst.neighbours[0][2] >= inst.neighbours[-1][2]
+
+    # two meanings for the same y' -> the paper rule asks the model again among them only
+    profile_bank.add_rating("p", "play something relaxing", y_model, "music" if target != "music"
+                            else "weather")
+    again = _engine(llama_backend, profile_bank, variant="paper").decide(QUERY)
+    if again.model_response == y_model:
+        assert again.rule == "paper-rechoose" and again.passes == 2
+        assert again.chosen in {c for c, _ in again.candidates}
+
+
+def test_strategies_count_their_passes(llama_backend, profile_bank):
+    for x, y in (("set an alarm for six", "alarm"), ("play jazz", "music"), ("is it sunny", "weather")):
+        profile_bank.add_rating("p", x, "alarm", y)
+    engine = _engine(llama_backend, profile_bank, variant="none")
+    passes = {s: engine.apply_memory(engine.model_pass("play some rock", strategy=s), "none").passes
+              for s in ("vanilla", "cot", "fot", "consistent", "feedback")}
+    assert passes == {"vanilla": 1, "cot": 1, "fot": 1, "consistent": 3, "feedback": 2}
+    t = engine.apply_memory(engine.model_pass("play some rock", strategy="cot"), "none")
+    assert t.strategy == "cot" and t.chosen in RESPONSES
+
+
+def test_cancel_and_bad_input(llama_backend, profile_bank):
+    engine = _engine(llama_backend, profile_bank)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        engine.decide(QUERY, cancel=token)
+    with pytest.raises(ValueError, match="empty"):
+        engine.decide("   ")
+    with pytest.raises(ValueError, match="strategy"):
+        _engine(llama_backend, profile_bank, strategy="nope")
+    with pytest.raises(ValueError, match="variant"):
+        _engine(llama_backend, profile_bank, variant="nope")
+
+
+def test_coverage_need_is_higher_where_the_bank_knows_less(llama_backend, profile_bank):
+    engine = _engine(llama_backend, profile_bank)
+    assert engine.coverage_need(QUERY) == 1.0              # empty bank: knows nothing
+    for x in ("wake me up at six", "wake me up at eight", "wake me up at nine"):
+        profile_bank.add_rating("p", x, "alarm", "alarm")
+    profile_bank.add_rating("p", "what should I cook tonight", "music", "cooking")
+    engine.refresh()
+    known = engine.coverage_need("wake me up at seven")
+    unknown = engine.coverage_need("is it windy in paris")
+    assert 0.0 <= known < unknown <= 1.0
+    t = engine.propose("wake me up at seven")
+    assert 0.0 <= engine.coverage_need(t) <= 1.0

@@ -1,0 +1,125 @@
+"""Retrieval, bank-only tuning and leave-one-out on a real SQLite bank (no model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cm_desktop.cm import evaluate as ev
+from cm_desktop.cm import strategies as st
+from cm_desktop.cm.retrieval import HashedNgramEmbedder, RatingIndex, normalise_text
+
+RESPONSES = ["alarm", "music", "weather"]
+
+# The model (y') always says "alarm"; what the user meant depends on the words.
+RATED = [
+    ("wake me up at six", "alarm", "alarm"),
+    ("set an alarm for seven", "alarm", "alarm"),
+    ("wake me at eight tomorrow", "alarm", "alarm"),
+    ("play some jazz music", "alarm", "music"),
+    ("play my rock playlist", "alarm", "music"),
+    ("play music by queen", "alarm", "music"),
+    ("will it rain today", "alarm", "weather"),
+    ("is it going to rain tomorrow", "alarm", "weather"),
+    ("what is the weather like today", "alarm", "weather"),
+    ("how is the weather tomorrow", "alarm", "weather"),
+]
+
+
+@pytest.fixture
+def rated_bank(bank):
+    bank.create_profile("p", RESPONSES)
+    for x, ym, yu in RATED:
+        bank.add_rating("p", x, ym, yu)
+    return bank
+
+
+def test_hashed_embedder_is_deterministic_normalised_and_similarity_aware():
+    e = HashedNgramEmbedder()
+    a, b, c = e.encode(["play some music", "play some music please", "will it rain"])
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
+    assert np.allclose(a, HashedNgramEmbedder().encode(["play some music"])[0])
+    assert a @ b > a @ c
+
+
+def test_rating_index_caches_embeddings_in_the_bank(rated_bank):
+    emb = HashedNgramEmbedder()
+    index = RatingIndex(rated_bank, "p", emb)
+    assert len(index) == len(RATED)
+    ids, vecs = rated_bank.embeddings("p", emb.name)
+    assert sorted(ids) == sorted(r.id for r in rated_bank.ratings("p"))
+    assert vecs.shape == (len(RATED), emb.dims)
+    # a second index reads the cache: the same vectors, nothing re-embedded differently
+    again = RatingIndex(rated_bank, "p", emb)
+    assert np.allclose(again.embeddings, index.embeddings)
+    nbs = index.nearest(index.encode_query("play jazz music"), 3)
+    assert [index.instances[n.index] for n in nbs][0] == "play some jazz music"
+    assert nbs[0].similarity >= nbs[1].similarity >= nbs[2].similarity
+    assert index.nearest(index.encode_query("x"), 0) == []
+
+
+def test_loo_agreement_model_vs_cm(rated_bank):
+    got = ev.leave_one_out_agreement(rated_bank, "p", HashedNgramEmbedder())
+    assert got["n"] == len(RATED)
+    assert got["model"] == pytest.approx(0.3)          # alarm was right 3 times of 10
+    assert got["cm"] >= 0.8                             # the instances tell the meanings apart
+
+
+def test_loo_agreement_empty_profile(bank):
+    bank.create_profile("empty", RESPONSES)
+    assert ev.leave_one_out_agreement(bank, "empty", HashedNgramEmbedder()) == \
+        {"n": 0, "model": 0.0, "cm": 0.0}
+
+
+def test_tuned_rule_is_never_below_one_nn_on_the_bank(rated_bank):
+    index = RatingIndex(rated_bank, "p", HashedNgramEmbedder())
+    res = ev.tune_params(index, ev.counts_matrix(index))
+    assert res.loo_accuracy >= res.knn_accuracy
+    assert res.loo_accuracy >= res.model_accuracy
+
+
+def test_held_out_queries_exclude_bank_inputs_and_duplicates(rated_bank):
+    records = [{"input": "  Wake me UP at six ", "label": "alarm"},      # in the bank
+               {"input": "snooze please", "label": "alarm"},
+               {"input": "snooze  PLEASE", "label": "alarm"},            # duplicate
+               {"input": "sunny?", "label": "weather"}]
+    got = ev.held_out_queries(records, rated_bank, "p", None, seed=0)
+    assert sorted(normalise_text(r["input"]) for r in got) == ["snooze please", "sunny?"]
+    assert len(ev.held_out_queries(records, rated_bank, "p", 1, seed=0)) == 1
+
+
+def test_macro_f1_known_value():
+    gold = ["a", "a", "b", "b"]
+    pred = ["a", "b", "b", "b"]
+    # a: p=1 r=.5 f=2/3; b: p=2/3 r=1 f=.8
+    assert ev.macro_f1(gold, pred) == pytest.approx((2 / 3 + 0.8) / 2)
+    assert ev.macro_f1(["a"], ["a"]) == 1.0
+
+
+def test_load_dataset_names_the_bad_line(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"input": "a", "label": "x"}\n{"input": 3}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"d.jsonl:2"):
+        ev.load_dataset(p)
+    p.write_text('{"input": "a", "label": "x"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"d.jsonl:2: not valid JSON"):
+        ev.load_dataset(p)
+    with pytest.raises(FileNotFoundError):
+        ev.load_dataset(tmp_path / "missing.jsonl")
+
+
+def test_prompts_keep_the_fixed_part_first_and_candidates_end_the_answer():
+    fixed = st.fixed_part(RESPONSES)
+    prompts = [st.vanilla_prompt(RESPONSES, "q"),
+               st.examples_prompt(RESPONSES, "q", [("x1", "music"), ("x2", "alarm")]),
+               st.feedback_prompt(RESPONSES, "q", "alarm")]
+    for p in prompts:
+        assert p.startswith(fixed)
+        assert p.rstrip().endswith(":")
+    # the most similar example sits right before the query
+    fot = prompts[1]
+    assert fot.index("x2") < fot.index("x1") < fot.index("Message: q")
+    assert st.candidate_texts(["card arrival", "card arrival delayed"]) == \
+        [" card arrival\n", " card arrival delayed\n"]
+    # a multi-line query cannot break the layout
+    assert "\n" not in st.vanilla_prompt(RESPONSES, "a\nb").split("Message: ")[1].split("\nCategory")[0]
