@@ -2,9 +2,9 @@
 
 Lookup order: `OPENAI_API_KEY` in the environment, then the OS keyring (service "cm-desktop",
 username = the endpoint's base URL, or "default"). Where no keyring daemon runs (a headless Linux
-box, CI) the keyring library finds no usable backend; we then fall back to keyrings.alt's
-encrypted-at-rest-if-possible file backend in the user's data dir, so a key is still kept out of
-settings and the bank. Settings store only *which* endpoint to use; the fingerprint stored with
+box, CI) keyring falls back to keyrings.alt's file backend: a separate owner-only file (0600 in a
+0700 dir), base64-encoded, not encrypted; it keeps the key out of the settings, the bank and
+every export. Settings store only *which* endpoint to use; the fingerprint stored with
 ratings never contains a key.
 """
 
@@ -14,34 +14,37 @@ import os
 
 SERVICE = "cm-desktop"
 ENV_VAR = "OPENAI_API_KEY"
-_keyring_ready = False
 
 
 class CredentialError(Exception):
     """The key could not be stored or read; the message says why."""
 
 
-def _ensure_keyring():
-    """Return the keyring module with a working backend (the file backend if nothing else)."""
-    global _keyring_ready
-    import keyring
-    if _keyring_ready:
-        return keyring
-    try:
-        from keyring.backends import fail
-        backend = keyring.get_keyring()
-        usable = not isinstance(backend, fail.Keyring) and getattr(backend, "priority", 1) > 0
-    except Exception:
-        usable = False
-    if not usable:
-        from keyrings.alt.file import PlaintextKeyring
+def _is_file_backend(backend) -> bool:
+    return type(backend).__module__.startswith(("keyrings.alt.file", "keyring.backends.fail"))
 
-        from cm_desktop.paths import data_dir
-        # Readable only by the user (0600, in a 0700 dir); chosen only when the OS offers nothing.
-        fallback = PlaintextKeyring()
-        fallback.file_path = str(data_dir() / "keyring.cfg")
+
+def _ensure_keyring():
+    """Return the keyring module with a working backend.
+
+    An OS keyring (Secret Service, macOS Keychain, Windows Credential Locker) is used as is.
+    Where there is none, keyring picks keyrings.alt's file backend (or fails); we then use that
+    file backend explicitly, owner-only, and when CM_DESKTOP_HOME relocates the app's files we
+    put it beside that dir (never inside it, so sharing the app dir never shares the key).
+    A backend set explicitly with keyring.set_keyring (tests, embedders) is respected.
+    """
+    import keyring
+    backend = keyring.get_keyring()
+    if getattr(backend, "_cm_explicit", False) or not _is_file_backend(backend):
+        return keyring
+    from keyrings.alt.file import PlaintextKeyring
+    fallback = PlaintextKeyring()
+    home = os.environ.get("CM_DESKTOP_HOME")
+    if home:
+        home = os.path.abspath(os.path.expanduser(home))
+        fallback.file_path = os.path.join(home + "-keyring", "keyring_pass.cfg")
+    if getattr(backend, "file_path", None) != fallback.file_path:
         keyring.set_keyring(fallback)
-    _keyring_ready = True
     return keyring
 
 
@@ -84,13 +87,8 @@ def delete_api_key(base_url: str | None = None) -> None:
         pass  # nothing stored is not an error
 
 
-def reset_keyring_choice() -> None:
-    """Forget the chosen backend (tests switch CM_DESKTOP_HOME between runs)."""
-    global _keyring_ready
-    _keyring_ready = False
-
-
 def _tighten(kr) -> None:
     path = getattr(kr.get_keyring(), "file_path", None)
     if path and os.path.exists(path):
         os.chmod(path, 0o600)
+        os.chmod(os.path.dirname(path), 0o700)

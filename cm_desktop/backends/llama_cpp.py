@@ -7,9 +7,11 @@ Scoring is where the time goes, so it works on the llama.cpp context directly:
   and response list first, so consecutive queries share most of their tokens).
 * The log-softmax of the prompt's last position is kept; it scores every candidate's first token.
 * All candidates are then decoded together, each in its own sequence that branches from sequence 0
-  (`llama_memory_seq_cp` tags the prompt's cells, nothing is copied in a unified cache). Logits are
-  requested only at positions that predict a candidate token, and a candidate's last token is
-  never decoded (nothing after it is needed). The branch sequences are removed afterwards.
+  (`llama_memory_seq_cp` tags the prompt's cells, nothing is copied in a unified cache). A prefix
+  shared by several candidates (" card_" in " card_arrival", " card_linking") is decoded once,
+  tagged with all their sequence ids. Logits are requested only at positions that predict a
+  candidate token, and a candidate's last token is never decoded (nothing after it is needed).
+  The branch sequences are removed afterwards.
 * Without multi-sequence support the same sums are computed candidate by candidate on sequence 0.
 
 Tokenization convention: a candidate is scored as the tokens that follow the prompt's tokens when
@@ -95,7 +97,7 @@ class LlamaCppBackend(Backend):
         self.n_batch = int(config.n_batch)
         self.n_sequences = self._enable_sequences()
         self.batched = self.n_sequences > 1
-        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_sequences)
         self._last_lsm: np.ndarray | None = None   # log-softmax at the last token of seq 0 ...
         self._last_lsm_n = -1                      # ... valid while seq 0 holds this many tokens
         self.stats = {"prompt_tokens_evaluated": 0, "prompt_tokens_reused": 0, "decode_calls": 0,
@@ -157,8 +159,15 @@ class LlamaCppBackend(Backend):
         for i in range(n):
             b.token[i] = tokens[i]
             b.pos[i] = positions[i]
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = seqs[i]
+            ids = seqs[i]
+            if isinstance(ids, int):
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = ids
+            else:  # a token shared by several candidate sequences (a common prefix)
+                b.n_seq_id[i] = len(ids)
+                row = b.seq_id[i]
+                for k, sid in enumerate(ids):
+                    row[k] = sid
             b.logits[i] = bool(want_logits[i])
         rc = self._lib.llama_decode(self._ctx, b)
         self.stats["decode_calls"] += 1
@@ -238,45 +247,69 @@ class LlamaCppBackend(Backend):
                                           "path": "branches" if self.batched else "sequential"})
 
     def _rounds(self, n0: int, cand_tokens: list[list[int]]) -> list[list[int]]:
-        """Group candidates (indices) so each round fits the batch, the sequences and the cache."""
-        rounds, cur, used = [], [], 0
-        for i, toks in enumerate(cand_tokens):
-            need = len(toks) - 1
-            if need == 0:
-                continue
-            full = (used + need > self.n_batch or len(cur) >= self.n_sequences - 1
-                    or n0 + used + need > self.n_ctx)
+        """Group candidates (indices) so each round fits the batch, the sequences and the cache.
+
+        Candidates are taken in token order so those sharing a prefix land in the same round;
+        a round's cost is its number of distinct prefixes (trie nodes), not its token count.
+        """
+        order = sorted((i for i, t in enumerate(cand_tokens) if len(t) > 1),
+                       key=lambda i: cand_tokens[i])
+        rounds, cur, nodes = [], [], set()
+        for i in order:
+            toks = cand_tokens[i]
+            new = {tuple(toks[:j + 1]) for j in range(len(toks) - 1)} - nodes
+            full = (len(nodes) + len(new) > self.n_batch or len(cur) >= self.n_sequences - 1
+                    or n0 + len(nodes) + len(new) > self.n_ctx)
             if cur and full:
                 rounds.append(cur)
-                cur, used = [], 0
+                cur, nodes = [], set()
+                new = {tuple(toks[:j + 1]) for j in range(len(toks) - 1)}
+            if len(new) > self.n_batch:
+                raise BackendError(f"a candidate is longer than n_batch={self.n_batch} tokens")
             cur.append(i)
-            used += need
+            nodes |= new
         if cur:
             rounds.append(cur)
         return rounds
 
     def _score_branches(self, n0, cand_tokens, lsm, cancel) -> np.ndarray:
+        """Decode every candidate prefix once (a trie over the candidates' tokens).
+
+        A token shared by several candidates' prefixes is decoded once, tagged with all their
+        sequence ids; its logits row scores the next token of each of them.
+        """
         lib, mem = self._lib, self._mem
         logprob = np.array([lsm[t[0]] for t in cand_tokens], dtype=np.float64)
         for members in self._rounds(n0, cand_tokens):
             check(cancel)
-            toks, pos, seqs, targets, owner = [], [], [], [], []
+            node_index: dict[tuple, int] = {}
+            toks, pos, seqs = [], [], []
+            picks_row, picks_target, picks_owner = [], [], []
             for k, i in enumerate(members):
                 seq = k + 1
                 lib.llama_memory_seq_cp(mem, 0, seq, -1, -1)
                 ct = cand_tokens[i]
                 for j in range(len(ct) - 1):
-                    toks.append(ct[j])
-                    pos.append(n0 + j)
-                    seqs.append(seq)
-                    targets.append(ct[j + 1])
-                    owner.append(i)
+                    key = tuple(ct[:j + 1])
+                    row = node_index.get(key)
+                    if row is None:
+                        row = node_index[key] = len(toks)
+                        toks.append(ct[j])
+                        pos.append(n0 + j)
+                        seqs.append([])
+                    seqs[row].append(seq)
+                    picks_row.append(row)
+                    picks_target.append(ct[j + 1])
+                    picks_owner.append(i)
             try:
-                if len(toks) > self.n_batch:  # one candidate longer than a batch
-                    raise BackendError(f"a candidate is longer than n_batch={self.n_batch} tokens")
                 self._decode(toks, pos, seqs, [True] * len(toks))
-                rows = log_softmax_at(self._output_logits(len(toks)), np.asarray(targets))
-                np.add.at(logprob, np.asarray(owner), rows)
+                logits = self._output_logits(len(toks))
+                m = logits.max(axis=1)
+                lse = m.astype(np.float64) + np.log(
+                    np.exp(logits - m[:, None]).sum(axis=1, dtype=np.float64))
+                rows = np.asarray(picks_row)
+                vals = logits[rows, np.asarray(picks_target)].astype(np.float64) - lse[rows]
+                np.add.at(logprob, np.asarray(picks_owner), vals)
             finally:
                 for k in range(len(members)):
                     lib.llama_memory_seq_rm(mem, k + 1, -1, -1)

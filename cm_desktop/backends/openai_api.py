@@ -214,11 +214,10 @@ class OpenAIBackend(Backend):
             check(cancel)
             kwargs = dict(model=self.model, messages=messages, temperature=0.0, max_tokens=64)
             if structured:
-                kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-                    "name": "choice", "strict": True, "schema": {
-                        "type": "object", "properties": {"answer": {"enum": options}},
-                        "required": ["answer"], "additionalProperties": False}}}
-            resp = self._call("choosing", lambda: self._client.chat.completions.create(**kwargs))
+                resp = self._structured(kwargs, options)
+            else:
+                resp = self._call("choosing",
+                                  lambda: self._client.chat.completions.create(**kwargs))
             try:
                 answer = resp.choices[0].message.content or ""
             except (AttributeError, IndexError):
@@ -243,6 +242,33 @@ class OpenAIBackend(Backend):
                                     "Reply with one option exactly as written."}]
         return CandidateScores(cands, [0.0] * len(cands), [1] * len(cands), method="unmatched",
                                extra={"path": "match", "answer": answer})
+
+    def _structured(self, kwargs, options):
+        """A chat completion constrained to {"answer": one of options}.
+
+        OpenAI and vLLM take response_format json_schema; llama-cpp-python's server takes
+        json_object with a "schema". The first form the server accepts is remembered.
+        """
+        schema = {"type": "object", "properties": {"answer": {"enum": options}},
+                  "required": ["answer"], "additionalProperties": False}
+        forms = [{"type": "json_schema",
+                  "json_schema": {"name": "choice", "strict": True, "schema": schema}},
+                 {"type": "json_object", "schema": schema}]
+        if getattr(self, "_format_index", None) is not None:
+            forms = [forms[self._format_index]]
+        last = None
+        for i, fmt in enumerate(forms):
+            try:
+                resp = self._call("choosing", lambda: self._client.chat.completions.create(
+                    response_format=fmt, **kwargs))
+                if getattr(self, "_format_index", None) is None:
+                    self._format_index = i
+                return resp
+            except EndpointError as exc:
+                if exc.status is None:
+                    raise
+                last = exc
+        raise last
 
     # -- generation -------------------------------------------------------------------------
     def complete(self, prompt: str, *, max_tokens: int = 64, stop: Sequence[str] | None = None,

@@ -21,7 +21,7 @@ from cm_desktop.cm import strategies as st
 from cm_desktop.cm.retrieval import Embedder, Neighbour, RatingIndex, default_embedder
 
 VARIANTS = ("none", "paper", "marginal", "instance")
-TOP_N = 5
+TOP_N = 9           # the Rate view offers the top 9 as keys 1-9
 # backend -> {response set -> content-free log-likelihoods}; dies with the backend
 _BASELINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -277,11 +277,12 @@ class CMEngine:
         """The model alone (variant "none"): what the Rate view shows for the user to correct."""
         return self.apply_memory(self.model_pass(x, cancel), "none", cancel)
 
-    def nearest_response(self, x: str) -> tuple[str | None, float]:
+    def nearest_response(self, x: str, cached: bool = True) -> tuple[str | None, float]:
         """The kNN baseline: the user response of the most similar rated instance."""
         if len(self.index) == 0:
             return None, 0.0
-        nb = self.index.nearest(self.query_vector(x), 1)[0]
+        vec = self.query_vector(x) if cached else self.index.encode_query(x)
+        nb = self.index.nearest(vec, 1)[0]
         return self.responses[self.index.user_idx[nb.index]], nb.similarity
 
     def coverage_need(self, x_or_trace) -> float:

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from cm_desktop.cancel import check
 from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, normalise_text
 
@@ -44,37 +45,53 @@ class TuneResult:
     knn_accuracy: float
 
 
-def _loo_neighbours(index: RatingIndex, k_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """For every rating, its k_max nearest other ratings (indices, similarities), best first."""
+MAX_HELD_OUT = 2000     # tuning holds out at most this many ratings (a fixed sample): bounded time
+_CHUNK = 1024           # similarity rows computed at once: bounded memory on big banks
+
+
+def _loo_rows(n: int) -> np.ndarray:
+    if n <= MAX_HELD_OUT:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, MAX_HELD_OUT, replace=False))
+
+
+def _loo_neighbours(index: RatingIndex, k_max: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each held-out rating in `rows`, its k_max nearest other ratings, best first."""
     e = index.embeddings
-    sims = e @ e.T
-    np.fill_diagonal(sims, -np.inf)
     k = min(k_max, len(index) - 1)
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    top_sims = np.take_along_axis(sims, top, axis=1)
-    order = np.argsort(-top_sims, axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_sims, order, axis=1)
+    out_idx, out_sims = [], []
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start:start + _CHUNK]
+        sims = e[chunk] @ e.T
+        sims[np.arange(len(chunk)), chunk] = -np.inf          # never its own neighbour
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        out_idx.append(np.take_along_axis(top, order, axis=1))
+        out_sims.append(np.take_along_axis(top_sims, order, axis=1))
+    return np.vstack(out_idx), np.vstack(out_sims)
 
 
-def _loo_predictions(index: RatingIndex, counts: np.ndarray, nb_idx: np.ndarray,
+def _loo_predictions(index: RatingIndex, counts: np.ndarray, rows: np.ndarray, nb_idx: np.ndarray,
                      nb_sims: np.ndarray, params: mz.CMParams) -> np.ndarray:
     """Instance-dependent CM's answer for each held-out rating, p = one-hot(stored y'), vectorised.
 
     With one-hot p the posterior is row y' of T_x, so only that row is built.
     """
-    n, r = len(index), counts.shape[0]
-    m, u = index.model_idx, index.user_idx
+    n, r = len(rows), counts.shape[0]
+    m, u = index.model_idx[rows], index.user_idx[rows]
     k = min(params.k, nb_idx.shape[1])
     idx, sims = nb_idx[:, :k], nb_sims[:, :k]
     w = np.exp((sims - sims[:, :1]) / params.tau)
     w = w / w.sum(axis=1, keepdims=True)
     rows_n = np.repeat(np.arange(n), k)
+    nb_user = index.user_idx[idx]
     vote = np.zeros((n, r))
-    np.add.at(vote, (rows_n, u[idx].ravel()), w.ravel())
+    np.add.at(vote, (rows_n, nb_user.ravel()), w.ravel())
     row = counts[m].copy()                                  # n(y'_i, .) without rating i itself
     row[np.arange(n), u] -= 1.0
-    same = (m[idx] == m[:, None])                           # neighbours whose y' matches
-    np.add.at(row, (rows_n, u[idx].ravel()), (params.beta * w * same).ravel())
+    same = (index.model_idx[idx] == m[:, None])             # neighbours whose y' matches
+    np.add.at(row, (rows_n, nb_user.ravel()), (params.beta * w * same).ravel())
     row[np.arange(n), m] += params.alpha
     tot = row.sum(axis=1, keepdims=True)
     empty = tot[:, 0] <= 0
@@ -88,23 +105,28 @@ def _loo_predictions(index: RatingIndex, counts: np.ndarray, nb_idx: np.ndarray,
     return final.argmax(axis=1)
 
 
-def tune_params(index: RatingIndex, counts: np.ndarray, grid: dict | None = None) -> TuneResult:
+def tune_params(index: RatingIndex, counts: np.ndarray, grid: dict | None = None,
+                cancel=None) -> TuneResult:
     """The grid point with the best leave-one-out accuracy on the bank (first one on ties)."""
     grid = grid or GRID
     n = len(index)
     if n < 3:
         return TuneResult(mz.CMParams(), 0.0, n, 0.0, 0.0)
-    nb_idx, nb_sims = _loo_neighbours(index, max(grid["k"]))
-    u = index.user_idx
+    rows = _loo_rows(n)
+    nb_idx, nb_sims = _loo_neighbours(index, max(grid["k"]), rows)
+    u = index.user_idx[rows]
     best, best_acc = mz.CMParams(), -1.0
     for k, tau, beta, gamma, alpha in itertools.product(
             grid["k"], grid["tau"], grid["beta"], grid["gamma"], grid["alpha"]):
+        if k == 1 and tau != grid["tau"][0]:
+            continue                        # one neighbour: the temperature changes nothing
+        check(cancel)
         params = mz.CMParams(alpha=alpha, beta=beta, tau=tau, k=k, gamma=gamma)
-        acc = float(np.mean(_loo_predictions(index, counts, nb_idx, nb_sims, params) == u))
+        acc = float(np.mean(_loo_predictions(index, counts, rows, nb_idx, nb_sims, params) == u))
         if acc > best_acc + 1e-12:
             best, best_acc = params, acc
-    model_acc = float(np.mean(index.model_idx == u))
-    knn_acc = float(np.mean(u[nb_idx[:, 0]] == u))
+    model_acc = float(np.mean(index.model_idx[rows] == u))
+    knn_acc = float(np.mean(index.user_idx[nb_idx[:, 0]] == u))
     return TuneResult(best, best_acc, n, model_acc, knn_acc)
 
 
@@ -115,7 +137,8 @@ def counts_matrix(index: RatingIndex) -> np.ndarray:
     return c
 
 
-def leave_one_out_agreement(bank, profile: str, embedder: Embedder | None = None) -> dict:
+def leave_one_out_agreement(bank, profile: str, embedder: Embedder | None = None,
+                            cancel=None) -> dict:
     """{"n", "model", "cm"}: on the user's own ratings held out one at a time, the share where the
     raw model (y' == y) and where CM (stored y' as one-hot p, plus the other rated instances) gives
     the user's answer. No model pass. (CM's parameters are tuned on the same leave-one-out, so its
@@ -127,7 +150,7 @@ def leave_one_out_agreement(bank, profile: str, embedder: Embedder | None = None
     if n < 3:
         acc = float(np.mean(index.model_idx == index.user_idx))
         return {"n": n, "model": acc, "cm": acc}
-    res = tune_params(index, counts_matrix(index))
+    res = tune_params(index, counts_matrix(index), cancel=cancel)
     return {"n": n, "model": res.model_accuracy, "cm": res.loo_accuracy}
 
 
@@ -221,7 +244,7 @@ def evaluate(engine, queries: Sequence[dict], strategies: Iterable[str], *,
                 a.passes += trace.passes
                 a.seconds += trace.seconds
         t0 = time.perf_counter()
-        y_nn, _ = engine.nearest_response(q["input"])
+        y_nn, _ = engine.nearest_response(q["input"], cached=False)   # kNN pays its embedding
         a = acc[("knn", "none")]
         a.preds.append(y_nn or "")
         a.seconds += time.perf_counter() - t0

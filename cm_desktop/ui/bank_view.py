@@ -373,6 +373,7 @@ class BankView(QWidget):
         self.heatmap_scroll.setWidget(self.heatmap)
         self.heatmap_scroll.setWidgetResizable(False)
         self.heatmap_scroll.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        self.heatmap.cell_clicked.connect(self.show_entry)
         self.log_scale_box = QCheckBox("Log scale")
         self.log_scale_box.toggled.connect(self.heatmap.set_log_scale)
         zoom_out = QPushButton("Zoom −")
@@ -546,6 +547,22 @@ class BankView(QWidget):
             return "no ratings to hold out yet"
         return (f"raw model agrees with you {_pct(result.get('model'))} · with CM {_pct(result.get('cm'))}"
                 f" (over {n} held-out rating{'s' if n != 1 else ''})")
+
+    def show_entry(self, model_response: str, user_response: str) -> bool:
+        """Select the table row of (y', y) (a click on a heatmap cell); False if the bank has none."""
+        for attempt in range(2):
+            for r in range(self.proxy.rowCount()):
+                index = self.proxy.index(r, COL_MODEL)
+                if (index.data(), self.proxy.index(r, COL_USER).data()) == (model_response, user_response):
+                    self.table.selectRow(r)
+                    self.table.scrollTo(index)
+                    return True
+            if attempt == 0 and self.filter_edit.text():
+                self.filter_edit.clear()  # the row may be hidden by the filter
+            else:
+                break
+        self.table.clearSelection()
+        return False
 
     # ----- delete + undo ----------------------------------------------------------------------
     def selected_pairs(self) -> list[tuple[str, str]]:

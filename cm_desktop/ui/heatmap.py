@@ -73,6 +73,7 @@ class TransitionHeatmap(QWidget):
     """Paints a TransitionMatrix; `cell_at(point)` and `tooltip_for(y', y)` are the hover logic."""
 
     cell_size_changed = Signal(int)
+    cell_clicked = Signal(str, str)  # model response, user response
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -324,6 +325,14 @@ class TransitionHeatmap(QWidget):
         if event.type() == QEvent.FontChange:
             self._relayout()
         super().changeEvent(event)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        cell = self.cell_at(event.position().toPoint())
+        if cell is not None and event.button() == Qt.LeftButton:
+            self.cell_clicked.emit(*cell)
+            event.accept()
+            return
+        super().mousePressEvent(event)
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         # Ctrl+wheel zooms (as in image viewers); a plain wheel scrolls the surrounding area.

@@ -6,6 +6,7 @@ finishes its current step and closes the model on its own thread, then the bank 
 
 from __future__ import annotations
 
+import html
 import logging
 
 import shiboken6
@@ -250,7 +251,8 @@ class MainWindow(QMainWindow):
         set_plain(self.backend_label, f"Backend: {kind}")
         name = fingerprint.split(":")[1] if fingerprint.count(":") >= 1 else fingerprint
         set_plain(self.model_label, f"Model: {one_line(name, 50)}")
-        self.model_label.setToolTip(fingerprint)
+        # tooltips guess rich text: escape the file name inside explicit markup
+        self.model_label.setToolTip(f"<p>{html.escape(fingerprint)}</p>")
 
     def _backend_failed(self, exc: BaseException) -> None:
         set_plain(self.model_label, "Model: failed to load (see Settings)")

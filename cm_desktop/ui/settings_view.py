@@ -222,7 +222,7 @@ class SettingsView(QWidget):
         def store():
             from cm_desktop import credentials
 
-            credentials.set_api_key(url, key)
+            credentials.set_api_key(key, base_url=url or None)
             return url
 
         def stored(_url):

@@ -7,6 +7,7 @@ that lives in the GUI thread, so callbacks always run there. Cancellation is a r
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import queue
@@ -254,6 +255,17 @@ def shutdown_ops(timeout_s: float = 5.0) -> bool:
 
 # --- the inference thread ---------------------------------------------------------------------
 
+def _freeze_long_lived() -> None:
+    """Move everything alive now (the model, torch, the embedder) out of the cyclic GC's scans.
+
+    A full collection holds the GIL while it walks every tracked object; triggered by a bank import
+    on a worker thread, it stalled the GUI thread for ~300 ms once torch was loaded. What a model
+    load leaves behind lives until the app quits, so the collector need not look at it again.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class EngineContext:
     """What a job on the inference thread sees: the loaded backend and one CMEngine per profile.
 
@@ -309,6 +321,7 @@ class EngineContext:
             engine = CMEngine(self.backend, self.bank, profile_name, **options)
             self._engines[profile_name] = engine
             self._engine_keys[profile_name] = key
+            _freeze_long_lived()
             with self._stale_lock:
                 self._stale.discard(profile_name)
             return engine
@@ -376,6 +389,7 @@ class InferenceWorker(QObject):
                 engine_ctx.backend_error = exc
                 raise
             engine_ctx.set_backend(backend)
+            _freeze_long_lived()
             return getattr(config, "kind", ""), getattr(backend, "fingerprint", "")
 
         def loaded(result):

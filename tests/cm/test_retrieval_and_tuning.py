@@ -123,3 +123,25 @@ def test_prompts_keep_the_fixed_part_first_and_candidates_end_the_answer():
         [" card arrival\n", " card arrival delayed\n"]
     # a multi-line query cannot break the layout
     assert "\n" not in st.vanilla_prompt(RESPONSES, "a\nb").split("Message: ")[1].split("\nCategory")[0]
+
+
+def test_tuning_on_a_sample_in_chunks_matches_the_full_leave_one_out(rated_bank, monkeypatch):
+    index = RatingIndex(rated_bank, "p", HashedNgramEmbedder())
+    full = ev.tune_params(index, ev.counts_matrix(index))
+    monkeypatch.setattr(ev, "_CHUNK", 3)                 # same rows, computed 3 at a time
+    chunked = ev.tune_params(index, ev.counts_matrix(index))
+    assert chunked.loo_accuracy == full.loo_accuracy and chunked.params == full.params
+    monkeypatch.setattr(ev, "MAX_HELD_OUT", 4)           # a big bank: a fixed sample is held out
+    rows = ev._loo_rows(len(index))
+    assert len(rows) == 4 and len(set(rows)) == 4 and (rows == ev._loo_rows(len(index))).all()
+    sampled = ev.tune_params(index, ev.counts_matrix(index))
+    assert 0.0 <= sampled.loo_accuracy <= 1.0
+
+
+def test_leave_one_out_agreement_can_be_cancelled(rated_bank):
+    from cm_desktop.cancel import CancelToken, Cancelled
+
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        ev.leave_one_out_agreement(rated_bank, "p", HashedNgramEmbedder(), cancel=token)

@@ -225,6 +225,14 @@ def test_heatmap_cell_under_a_point_and_its_tooltip(view, bank, qtbot):
     assert "&lt;img src=x&gt;" in QToolTip.text()
     QToolTip.hideText()
 
+    # a click on a cell selects that entry in the table (clearing a filter that hides it)
+    view.filter_edit.setText("refund")
+    qtbot.mouseClick(hm, Qt.LeftButton, pos=hm.cell_centre("card arrival", "lost or stolen card"))
+    assert view.selected_pairs() == [("card arrival", "lost or stolen card")]
+    assert view.filter_edit.text() == ""
+    qtbot.mouseClick(hm, Qt.LeftButton, pos=hm.cell_centre("request refund", "card arrival"))  # empty cell
+    assert view.selected_pairs() == []
+
     # zoom keeps the mapping consistent
     hm.zoom(2)
     assert hm.cell_size() > cell

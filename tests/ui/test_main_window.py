@@ -201,3 +201,29 @@ def test_chat_keys_and_a_clear_reply_when_no_model(app_window, qtbot):
     assert reply.query == "first line\nsecond line"
     assert reply.header.text() == "No reply" and ("loading" in reply.body.text() or "not loaded" in reply.body.text())
     assert not reply.up_button.isEnabled() and not reply.down_button.isEnabled()
+
+
+@pytest.mark.timeout(120)
+def test_file_menu_opens_import_and_export_dialogs(app_window, qtbot):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    ctx, window = app_window("Test")
+    file_menu = window.menuBar().actions()[0].menu()
+    texts = [a.text() for a in file_menu.actions() if not a.isSeparator()]
+    assert texts == ["Import bank…", "Export bank…", "Open dataset…", "Quit"]
+    assert window.quit_action.shortcut().toString() == "Ctrl+Q"
+    assert window.undo_action.shortcut().toString() == "Ctrl+Z"
+    seen = []
+
+    def close_modal():
+        dialog = QApplication.activeModalWidget()
+        seen.append(type(dialog).__name__ if dialog else None)
+        if dialog is not None:
+            dialog.reject()
+
+    for action in (window.import_action, window.export_action):
+        QTimer.singleShot(500, close_modal)
+        action.trigger()                    # D2's dialogs are modal: this returns once closed
+    assert seen == ["ImportDialog", "ExportDialog"]
+    assert ctx.bank.rating_count("Test") == 0
