@@ -49,7 +49,15 @@ def _ensure_keyring():
 
 
 def _username(base_url: str | None) -> str:
-    return (base_url or "default").rstrip("/")
+    """The keyring entry's name: the endpoint URL without credentials, query or trailing '/'."""
+    if not base_url:
+        return "default"
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(base_url.strip())
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")) or "default"
 
 
 def set_api_key(key: str, base_url: str | None = None) -> None:

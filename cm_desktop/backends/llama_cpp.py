@@ -101,7 +101,7 @@ class LlamaCppBackend(Backend):
         self._last_lsm: np.ndarray | None = None   # log-softmax at the last token of seq 0 ...
         self._last_lsm_n = -1                      # ... valid while seq 0 holds this many tokens
         self.stats = {"prompt_tokens_evaluated": 0, "prompt_tokens_reused": 0, "decode_calls": 0,
-                      "boundary_fallbacks": 0}
+                      "boundary_fallbacks": 0, "candidate_rows_decoded": 0}
         self._fingerprint = file_fingerprint(self.kind, path)
 
     # -- set-up -----------------------------------------------------------------------------
@@ -238,10 +238,14 @@ class LlamaCppBackend(Backend):
             check(cancel)
             cands, prompt_tokens, cand_tokens = self._prepare(prompt, candidates)
             lsm = self._ensure_prompt(prompt_tokens, cancel)
-            if self.batched:
-                logprob = self._score_branches(len(prompt_tokens), cand_tokens, lsm, cancel)
-            else:
-                logprob = self._score_sequential(len(prompt_tokens), cand_tokens, lsm, cancel)
+            try:
+                if self.batched:
+                    logprob = self._score_branches(len(prompt_tokens), cand_tokens, lsm, cancel)
+                else:
+                    logprob = self._score_sequential(len(prompt_tokens), cand_tokens, lsm, cancel)
+            finally:
+                # the context's logits now belong to candidate rows, not to seq 0's last token
+                self._llm._requires_eval = True
             return CandidateScores(cands, logprob, [len(t) for t in cand_tokens],
                                    extra={"prompt_tokens": len(prompt_tokens),
                                           "path": "branches" if self.batched else "sequential"})
@@ -303,6 +307,7 @@ class LlamaCppBackend(Backend):
                     picks_owner.append(i)
             try:
                 self._decode(toks, pos, seqs, [True] * len(toks))
+                self.stats["candidate_rows_decoded"] += len(toks)
                 logits = self._output_logits(len(toks))
                 m = logits.max(axis=1)
                 lse = m.astype(np.float64) + np.log(

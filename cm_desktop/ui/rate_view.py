@@ -156,6 +156,7 @@ class RateView(QWidget):
         self.source_label.setObjectName("muted")
         self.query_label = plain_label("No queries yet: open a dataset or type one above.", selectable=True)
         self.query_label.setObjectName("queryText")
+        self.query_label.setIndent(0)
         self.proposal_label = plain_label("")
         self.proposal_label.setObjectName("proposalText")
         card_layout.addWidget(self.source_label)

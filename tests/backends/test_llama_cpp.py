@@ -146,3 +146,15 @@ def test_two_threads_serialise_not_corrupt(llama_backend):
     for i, lp in results.items():
         np.testing.assert_allclose(lp, serial[i % 2], atol=0.6)
         assert int(np.argmax(lp)) == int(np.argmax(serial[i % 2]))
+
+
+def test_shared_prefixes_are_decoded_once(llama_backend):
+    cands = [" card has arrived", " card has not arrived", " card payment fee", " cash withdrawal"]
+    p = "Which banking topic? Message: where is my new card\nTopic:"
+    before = llama_backend.stats["candidate_rows_decoded"]
+    s = llama_backend.score(p, cands)
+    rows = llama_backend.stats["candidate_rows_decoded"] - before
+    assert rows < int((s.n_tokens - 1).sum())  # " card" / " card has" decoded once, not 3 times
+    ref = llama_backend.score_uncached(p, cands)
+    np.testing.assert_allclose(s.logprob, ref.logprob, atol=0.6)
+    assert s.best == ref.best
