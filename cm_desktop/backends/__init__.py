@@ -35,6 +35,9 @@ class BackendConfig:
     n_ctx: int = 4096
     n_threads: int | None = None         # None -> os.cpu_count()
     n_batch: int = 512
+    n_ubatch: int = 128                  # llama_cpp: rows per compute step; its worst-case
+                                         # logits buffer is n_ubatch x vocab floats (128 MiB for
+                                         # Gemma's 262k vocab at 128, 512 MiB at 512)
     seed: int = 0
     device: str | None = None            # hf: "cuda", "cpu" or None (cuda when available)
     base_url: str | None = None          # openai: e.g. http://127.0.0.1:8080/v1

@@ -84,6 +84,10 @@ class HFBackend(Backend):
         self.softcap = getattr(model.config, "final_logit_softcapping", None) or \
             getattr(getattr(model.config, "text_config", None), "final_logit_softcapping", None)
         self.cache_repeat = True   # set False once repeating the prompt cache is found unsupported
+        import inspect
+        # transformers 5.x renamed past_key_values to cache; accept either
+        self._cache_kw = "cache" if "cache" in inspect.signature(model.model.forward).parameters \
+            else "past_key_values"
         self._fingerprint = file_fingerprint(self.kind, path) if path.is_file() \
             else _dir_fingerprint(self.kind, path)
         self._gen_lock = threading.Lock()
@@ -132,7 +136,10 @@ class HFBackend(Backend):
             for start in range(0, len(multi), _BATCH):
                 check(cancel)
                 members = multi[start:start + _BATCH]
-                logprob += self._score_batch(p, toks, members, out.past_key_values, len(cands))
+                cache = getattr(out, "cache", None)
+                if cache is None:
+                    cache = out.past_key_values
+                logprob += self._score_batch(p, toks, members, cache, len(cands))
             return CandidateScores(cands, logprob, [len(t) for t in toks],
                                    extra={"prompt_tokens": len(p), "device": self.device})
 
@@ -149,7 +156,7 @@ class HFBackend(Backend):
                 c = copy.deepcopy(cache)
                 c.batch_repeat_interleave(len(members))
                 pos = torch.arange(n0, n0 + width, device=self.device)
-                hidden = self.model.model(input_ids=inputs, past_key_values=c, use_cache=True,
+                hidden = self.model.model(input_ids=inputs, **{self._cache_kw: c}, use_cache=True,
                                           position_ids=pos[None].expand(len(members), -1),
                                           cache_position=pos).last_hidden_state
             except (AttributeError, NotImplementedError, RuntimeError, TypeError):

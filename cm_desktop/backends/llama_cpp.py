@@ -27,7 +27,7 @@ is closed.
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import os
 import threading
 from typing import Iterator, Sequence
@@ -48,7 +48,12 @@ from cm_desktop.cancel import CancelToken, Cancelled, check
 # Chat formats by architecture, for GGUF files that carry no tokenizer.chat_template.
 _CHAT_FORMAT_BY_ARCH = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "llama": "llama-3",
                         "qwen2": "qwen", "mistral": "mistral-instruct"}
-_MAX_SEQUENCES = 256  # candidates decoded together per round = this - 1
+# Memory, not speed, sets these: llama.cpp keeps an output buffer of (rows) x vocab floats, 1 MiB
+# a row for Gemma's 262k vocabulary, sized by n_seq_max at start and grown to the most rows any
+# decode asked logits for. 64 + 64 keep it at 64 MiB; more rows per call saved no time on CPU
+# (the work is per row either way), only decode calls.
+_MAX_SEQUENCES = 64   # candidates decoded together per round = this - 1
+_MAX_OUTPUT_ROWS = 64  # logit rows per candidate round
 
 
 def log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -58,6 +63,37 @@ def log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     s = np.exp(logits - m).sum(axis=1, dtype=np.float64)
     picked = logits[np.arange(len(targets)), targets].astype(np.float64)
     return picked - m[:, 0].astype(np.float64) - np.log(s)
+
+
+_params_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _context_params_for(llama_cpp, n_seq: int):
+    """Make Llama() build its context with one unified KV cache shared by `n_seq` sequences.
+
+    Llama() creates its context with n_seq_max = 1 and offers no parameter for it; the
+    branch-per-candidate scoring needs more. Building a second context afterwards would hold two
+    sets of buffers at once (the worst-case logits buffer alone is n_ubatch x 262,144 floats), so
+    the default parameters are adjusted for the duration of the constructor instead. A unified
+    cache keeps n_ctx cells for all sequences together, and a prompt's cells are shared by tagging.
+    """
+    lib = llama_cpp.llama_cpp
+    original = lib.llama_context_default_params
+
+    def adjusted():
+        params = original()
+        if n_seq > 1:
+            params.n_seq_max = n_seq
+            params.kv_unified = True
+        return params
+
+    with _params_lock:
+        lib.llama_context_default_params = adjusted
+        try:
+            yield
+        finally:
+            lib.llama_context_default_params = original
 
 
 class LlamaCppBackend(Backend):
@@ -78,12 +114,15 @@ class LlamaCppBackend(Backend):
         self.config = config
         self.model_path = path
         self.n_threads = int(config.n_threads or os.cpu_count() or 1)
+        n_seq = min(_MAX_SEQUENCES, int(getattr(llama_cpp, "llama_max_parallel_sequences",
+                                                lambda: 1)()))
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=int(config.n_ctx), n_batch=int(config.n_batch),
-                n_ubatch=int(config.n_batch), n_threads=self.n_threads,
-                n_threads_batch=self.n_threads, seed=int(config.seed), logits_all=False,
-                verbose=False, chat_format=config.chat_format)
+            with _context_params_for(llama_cpp, n_seq):
+                self._llm = llama_cpp.Llama(
+                    model_path=str(path), n_ctx=int(config.n_ctx), n_batch=int(config.n_batch),
+                    n_ubatch=int(config.n_ubatch), n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads, seed=int(config.seed), logits_all=False,
+                    verbose=False, chat_format=config.chat_format)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelFileError(f"llama.cpp could not load {path}: {exc}") from None
         llm = self._llm
@@ -95,7 +134,8 @@ class LlamaCppBackend(Backend):
         self.n_ctx = llm.n_ctx()
         self.n_vocab = llm.n_vocab()
         self.n_batch = int(config.n_batch)
-        self.n_sequences = self._enable_sequences()
+        cp = llm.context_params
+        self.n_sequences = int(cp.n_seq_max) if cp.kv_unified else 1
         self.batched = self.n_sequences > 1
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_sequences)
         self._last_lsm: np.ndarray | None = None   # log-softmax at the last token of seq 0 ...
@@ -105,28 +145,6 @@ class LlamaCppBackend(Backend):
         self._fingerprint = file_fingerprint(self.kind, path)
 
     # -- set-up -----------------------------------------------------------------------------
-    def _enable_sequences(self) -> int:
-        """Recreate the context with one unified KV cache shared by up to 256 sequences.
-
-        Llama() builds its context with n_seq_max = 1; the branch-per-candidate scoring needs more.
-        A unified cache keeps n_ctx cells for all sequences together (no per-sequence split), and
-        the prompt's cells are shared by tagging. Returns the number of sequences (1 = fall back).
-        """
-        lib = self._lib
-        try:
-            from llama_cpp import _internals
-            n_seq = min(_MAX_SEQUENCES, int(lib.llama_max_parallel_sequences()))
-            params = self._llm.context_params
-            params.n_seq_max = n_seq
-            params.kv_unified = True
-            new_ctx = _internals.LlamaContext(model=self._llm._model, params=params, verbose=False)
-        except Exception:
-            return 1
-        old, self._llm._ctx = self._llm._ctx, new_ctx
-        old.close()
-        self._llm.reset()
-        return n_seq
-
     @property
     def _ctx(self):
         return self._llm._ctx.ctx
@@ -262,7 +280,7 @@ class LlamaCppBackend(Backend):
         for i in order:
             toks = cand_tokens[i]
             new = {tuple(toks[:j + 1]) for j in range(len(toks) - 1)} - nodes
-            full = (len(nodes) + len(new) > self.n_batch or len(cur) >= self.n_sequences - 1
+            full = (len(nodes) + len(new) > _MAX_OUTPUT_ROWS or len(cur) >= self.n_sequences - 1
                     or n0 + len(nodes) + len(new) > self.n_ctx)
             if cur and full:
                 rounds.append(cur)

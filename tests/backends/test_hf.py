@@ -38,6 +38,7 @@ def test_cache_repeat_equals_whole_sequences(hf_backend):
     p = prompt(MESSAGES[0])
     assert (hf_backend.score(p, CANDS).n_tokens > 1).any()
     with_cache = hf_backend.score(p, CANDS).logprob
+    assert hf_backend.cache_repeat, "the prompt-cache path must be the one in use"
     hf_backend.cache_repeat = False
     try:
         whole = hf_backend.score(p, CANDS).logprob
