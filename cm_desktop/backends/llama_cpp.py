@@ -120,7 +120,7 @@ class LlamaCppBackend(Backend):
             with _context_params_for(llama_cpp, n_seq):
                 self._llm = llama_cpp.Llama(
                     model_path=str(path), n_ctx=int(config.n_ctx), n_batch=int(config.n_batch),
-                    n_ubatch=int(config.n_ubatch), n_threads=self.n_threads,
+                    n_ubatch=min(int(config.n_ubatch), int(config.n_batch)), n_threads=self.n_threads,
                     n_threads_batch=self.n_threads, seed=int(config.seed), logits_all=False,
                     verbose=False, chat_format=config.chat_format)
         except (ValueError, RuntimeError, OSError) as exc:
