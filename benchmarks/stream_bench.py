@@ -39,7 +39,7 @@ def main() -> None:
 
     path = str(default_model_path())
     ours = load_backend(BackendConfig(kind="llama_cpp", model_path=path, n_threads=args.threads))
-    raw = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=512, n_ubatch=512,
+    raw = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=512, n_ubatch=ours.config.n_ubatch,
                           n_threads=args.threads, n_threads_batch=args.threads, seed=0,
                           verbose=False, chat_format="gemma")
 
