@@ -66,7 +66,8 @@ def restricted_prompt(candidates: Sequence[str], query: str) -> str:
 
 
 def chat_messages(query: str, chosen: str, history: Sequence[dict] = ()) -> list[dict]:
-    """Messages for the reply `cm chat` streams once CM has decided what the user means."""
+    """Messages for the answer the model writes once CM has decided what the user means
+    (one prompt for `cm chat` and the app's Chat view)."""
     instruction = (f"The user's message is about: {chosen}. "
                    "Reply helpfully and briefly to that request.\n\n")
     return list(history) + [{"role": "user", "content": instruction + query}]

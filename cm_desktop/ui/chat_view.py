@@ -29,17 +29,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cm_desktop.cm.strategies import chat_messages
 from cm_desktop.ui.plain import one_line, plain_label, set_plain
 from cm_desktop.ui.rate_view import filter_responses
 from cm_desktop.ui.rating_commands import AddRatingCommand
-
-
-def answer_messages(query: str, response: str) -> list[dict]:
-    """The prompt for the answer the model writes for one response of the set."""
-    return [{"role": "user", "content":
-             f"A customer wrote: \"{query}\"\n"
-             f"Their request is about: {response}.\n"
-             f"Write a short, helpful reply to the customer (two or three sentences) about {response}."}]
 
 
 def why_text(trace) -> str:
@@ -316,7 +309,7 @@ class ChatView(QWidget):
     def _stream(self, reply: ReplyWidget, which: str, response: str) -> None:
         relay, rid = self._relay, reply.reply_id
         settings = self.ctx.settings
-        messages = answer_messages(reply.query, response)
+        messages = chat_messages(reply.query, response)
 
         def stream(engine_ctx, cancel=None):
             pieces = []
