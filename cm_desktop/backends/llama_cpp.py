@@ -56,13 +56,26 @@ _MAX_SEQUENCES = 64   # candidates decoded together per round = this - 1
 _MAX_OUTPUT_ROWS = 64  # logit rows per candidate round
 
 
+def row_logsumexp(logits: np.ndarray, block: int = 8) -> np.ndarray:
+    """log sum exp of each row of `logits` (rows x vocab, float32), in float64.
+
+    Rows are done a few at a time: over a 262k vocabulary each float32 temporary is 1 MiB a row,
+    and doing all 64 rows at once doubled the process's peak memory for no speed.
+    """
+    out = np.empty(len(logits), dtype=np.float64)
+    for r in range(0, len(logits), block):
+        chunk = logits[r:r + block]
+        m = chunk.max(axis=1, keepdims=True)
+        # exp in float32 is the bulk of the cost; the sum is accumulated in float64
+        out[r:r + block] = m[:, 0].astype(np.float64) + np.log(
+            np.exp(chunk - m).sum(axis=1, dtype=np.float64))
+    return out
+
+
 def log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """log p(target_r) for each row r of `logits` (rows x vocab, float32), in float64."""
-    m = logits.max(axis=1, keepdims=True)
-    # exp in float32 is the bulk of the cost over a 262k vocab; the sum is accumulated in float64
-    s = np.exp(logits - m).sum(axis=1, dtype=np.float64)
     picked = logits[np.arange(len(targets)), targets].astype(np.float64)
-    return picked - m[:, 0].astype(np.float64) - np.log(s)
+    return picked - row_logsumexp(logits)
 
 
 _params_lock = threading.Lock()
@@ -327,9 +340,7 @@ class LlamaCppBackend(Backend):
                 self._decode(toks, pos, seqs, [True] * len(toks))
                 self.stats["candidate_rows_decoded"] += len(toks)
                 logits = self._output_logits(len(toks))
-                m = logits.max(axis=1)
-                lse = m.astype(np.float64) + np.log(
-                    np.exp(logits - m[:, None]).sum(axis=1, dtype=np.float64))
+                lse = row_logsumexp(logits)
                 rows = np.asarray(picks_row)
                 vals = logits[rows, np.asarray(picks_target)].astype(np.float64) - lse[rows]
                 np.add.at(logprob, np.asarray(picks_owner), vals)
