@@ -258,3 +258,17 @@ def file_fingerprint(kind: str, path: str | os.PathLike) -> str:
         digest = h.hexdigest()[:12]
         _hash_cache[key] = digest
     return f"{kind}:{p.name}:{st.st_size}:{digest}"
+
+
+def validate_messages(messages) -> list[dict]:
+    """Chat messages as plain {'role', 'content'} dicts, or a BackendError saying what is wrong."""
+    if isinstance(messages, (str, bytes)) or not messages:
+        raise BackendError("messages must be a non-empty list of {'role', 'content'} dicts")
+    out = []
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str):
+            raise BackendError(f"bad chat message {m!r}: need role system/user/assistant and "
+                               "string content")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out

@@ -31,6 +31,7 @@ from cm_desktop.backends.base import (
     check_gguf_file,
     file_fingerprint,
     validate_candidates,
+    validate_messages,
 )
 from cm_desktop.cancel import CancelToken, Cancelled, check
 
@@ -200,8 +201,7 @@ class HFBackend(Backend):
 
     def stream_chat(self, messages: Sequence[dict], *, max_tokens: int = 256,
                     temperature: float = 0.7, cancel: CancelToken | None = None) -> Iterator[str]:
-        from cm_desktop.backends.llama_cpp import _validate_messages
-        msgs = _validate_messages(messages)
+        msgs = validate_messages(messages)
         check(cancel)
         return self._stream(msgs, max_tokens, temperature, cancel)
 

@@ -42,6 +42,7 @@ from cm_desktop.backends.base import (
     check_gguf_file,
     file_fingerprint,
     validate_candidates,
+    validate_messages,
 )
 from cm_desktop.cancel import CancelToken, Cancelled, check
 
@@ -416,7 +417,7 @@ class LlamaCppBackend(Backend):
 
     def stream_chat(self, messages: Sequence[dict], *, max_tokens: int = 256,
                     temperature: float = 0.7, cancel: CancelToken | None = None) -> Iterator[str]:
-        msgs = _validate_messages(messages)
+        msgs = validate_messages(messages)
         check(cancel)
         return self._stream(msgs, int(max_tokens), float(temperature), cancel)
 
@@ -447,16 +448,3 @@ class LlamaCppBackend(Backend):
             if getattr(self, "_llm", None) is not None:
                 self._llm.close()
                 self._llm = None
-
-
-def _validate_messages(messages) -> list[dict]:
-    if isinstance(messages, (str, bytes)) or not messages:
-        raise BackendError("messages must be a non-empty list of {'role', 'content'} dicts")
-    out = []
-    for m in messages:
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
-                or not isinstance(m.get("content"), str):
-            raise BackendError(f"bad chat message {m!r}: need role system/user/assistant and "
-                               "string content")
-        out.append({"role": m["role"], "content": m["content"]})
-    return out

@@ -32,6 +32,7 @@ from cm_desktop.backends.base import (
     CandidateScores,
     EndpointError,
     validate_candidates,
+    validate_messages,
 )
 from cm_desktop.cancel import CancelToken, Cancelled, check
 
@@ -284,8 +285,7 @@ class OpenAIBackend(Backend):
 
     def stream_chat(self, messages: Sequence[dict], *, max_tokens: int = 256,
                     temperature: float = 0.7, cancel: CancelToken | None = None) -> Iterator[str]:
-        from cm_desktop.backends.llama_cpp import _validate_messages
-        msgs = _validate_messages(messages)
+        msgs = validate_messages(messages)
         check(cancel)
         return self._stream(msgs, int(max_tokens), float(temperature), cancel)
 

@@ -44,20 +44,14 @@ def responses_from_file(path: str) -> list[str]:
 
 def responses_from_dataset(path: str) -> list[str]:
     """The sorted distinct labels of a dataset file ({"input", "label", ...} per line)."""
-    labels = set()
-    for number, line in enumerate(_read_text(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CLIError(f"{path}: line {number}: invalid JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("label"), str):
-            raise CLIError(f"{path}: line {number}: expected an object with a text \"label\"")
-        labels.add(row["label"].strip())
-    if not labels:
-        raise CLIError(f"{path}: no labels found")
-    return sorted(labels)
+    # One reader owns the dataset format: the engine's, which `cm estimate` and `cm eval` use too.
+    from cm_desktop.cm.evaluate import load_dataset
+
+    try:
+        records = load_dataset(path)
+    except (OSError, ValueError) as e:  # missing file, bad JSON or fields (naming the line), not UTF-8
+        raise CLIError(str(e)) from None
+    return sorted({r["label"].strip() for r in records})
 
 
 def _responses_option(args: argparse.Namespace) -> list[str] | None:

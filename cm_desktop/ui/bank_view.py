@@ -399,10 +399,12 @@ class BankView(QWidget):
         splitter = QSplitter(Qt.Horizontal)
         splitter.addWidget(table_panel)
         splitter.addWidget(heat_panel)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setSizes([560, 840])
-        table_panel.setMinimumWidth(380)
+        # Even split: the table's five columns need ~560 px to show labels whole; the heatmap
+        # scrolls and zooms, so it gives up the width.
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([700, 700])
+        table_panel.setMinimumWidth(480)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
