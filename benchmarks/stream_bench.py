@@ -38,7 +38,10 @@ def main() -> None:
     import llama_cpp
 
     path = str(default_model_path())
-    ours = load_backend(BackendConfig(kind="llama_cpp", model_path=path, n_threads=args.threads))
+    # chat_format given explicitly: both sides then stream through the same Gemma chat template
+    # (without it the base model is served as a plain transcript, a different prompt).
+    ours = load_backend(BackendConfig(kind="llama_cpp", model_path=path, n_threads=args.threads,
+                                      chat_format="gemma"))
     raw = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=512, n_ubatch=ours.config.n_ubatch,
                           n_threads=args.threads, n_threads_batch=args.threads, seed=0,
                           verbose=False, chat_format="gemma")

@@ -57,6 +57,33 @@ _MAX_SEQUENCES = 64   # candidates decoded together per round = this - 1
 _MAX_OUTPUT_ROWS = 64  # logit rows per candidate round
 
 
+_TRANSCRIPT_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
+TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:")
+
+
+def _is_base_model(metadata: dict) -> bool:
+    """True unless the GGUF's name says it was tuned to chat ("it", "instruct", "chat")."""
+    name = " ".join(str(metadata.get(k, "")) for k in
+                    ("general.finetune", "general.name", "general.basename")).lower()
+    words = set(name.replace("-", " ").replace("_", " ").split())
+    return not (words & {"it", "instruct", "chat"} or "instruct" in name)
+
+
+def _split_stop_prefix(text: str) -> tuple[str, str]:
+    """(text to show, tail to hold back): the tail is the longest end of `text` that begins a
+    transcript stop string, so a reply cut off by max_tokens never ends in a half "\nUser"."""
+    for n in range(min(len(text), max(map(len, TRANSCRIPT_STOPS))), 0, -1):
+        if any(stop.startswith(text[-n:]) for stop in TRANSCRIPT_STOPS):
+            return text[:-n], text[-n:]
+    return text, ""
+
+
+def render_transcript(messages: Sequence[dict]) -> str:
+    """Chat messages as a plain dialogue a base model continues with the assistant's reply."""
+    turns = [f"{_TRANSCRIPT_ROLES[m['role']]}: {m['content'].strip()}" for m in messages]
+    return "\n".join(turns) + "\nAssistant:"
+
+
 def row_logsumexp(logits: np.ndarray, block: int = 8) -> np.ndarray:
     """log sum exp of each row of `logits` (rows x vocab, float32), in float64.
 
@@ -142,9 +169,15 @@ class LlamaCppBackend(Backend):
         llm = self._llm
         self.metadata = dict(llm.metadata)
         self.arch = self.metadata.get("general.architecture", "")
-        if config.chat_format is None and "tokenizer.chat_template" not in self.metadata:
+        no_template = "tokenizer.chat_template" not in self.metadata
+        if config.chat_format is None and no_template:
             llm.chat_format = _CHAT_FORMAT_BY_ARCH.get(self.arch, llm.chat_format)
         self.chat_format = llm.chat_format
+        # A base (not instruction-tuned) model that ships no template answers turn markup by
+        # echoing the prompt; as a plain transcript it continues with a reply. An explicit
+        # chat_format always wins.
+        self.chat_mode = ("transcript" if config.chat_format is None and no_template
+                          and _is_base_model(self.metadata) else "chat")
         self.n_ctx = llm.n_ctx()
         self.n_vocab = llm.n_vocab()
         self.n_batch = int(config.n_batch)
@@ -422,21 +455,36 @@ class LlamaCppBackend(Backend):
         return self._stream(msgs, int(max_tokens), float(temperature), cancel)
 
     def _stream(self, msgs, max_tokens, temperature, cancel) -> Iterator[str]:
+        transcript = self.chat_mode == "transcript"
         with self._lock:
             self._last_lsm_n = -1
             try:
-                chunks = self._llm.create_chat_completion(
-                    msgs, stream=True, max_tokens=max_tokens, temperature=temperature,
-                    seed=int(self.config.seed))
+                if transcript:
+                    chunks = self._llm.create_completion(
+                        render_transcript(msgs), stream=True, max_tokens=max_tokens,
+                        temperature=temperature, seed=int(self.config.seed),
+                        stop=list(TRANSCRIPT_STOPS))
+                else:
+                    chunks = self._llm.create_chat_completion(
+                        msgs, stream=True, max_tokens=max_tokens, temperature=temperature,
+                        seed=int(self.config.seed))
             except ValueError as exc:
                 raise BackendError(f"chat failed: {exc}") from None
+            held = ""  # transcript: a tail that may be the start of a stop string ("\nUser")
             try:
                 for chunk in chunks:
                     if cancel is not None and cancel.cancelled:
                         raise Cancelled()
-                    text = chunk["choices"][0]["delta"].get("content")
+                    choice = chunk["choices"][0]
+                    if not transcript:
+                        text = choice["delta"].get("content")
+                        if text:
+                            yield text
+                        continue
+                    text, held = _split_stop_prefix(held + (choice.get("text") or ""))
                     if text:
                         yield text
+                # What is still held when the tokens run out is a cut-off "\nUser": dropped.
             finally:
                 chunks.close()
 

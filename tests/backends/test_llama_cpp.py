@@ -158,3 +158,32 @@ def test_shared_prefixes_are_decoded_once(llama_backend):
     ref = llama_backend.score_uncached(p, cands)
     np.testing.assert_allclose(s.logprob, ref.logprob, atol=0.6)
     assert s.best == ref.best
+
+
+def test_base_model_chats_as_a_transcript_and_never_shows_a_cut_stop(llama_backend):
+    from cm_desktop.backends.llama_cpp import _split_stop_prefix, render_transcript
+
+    # The embedded Gemma is a base model with no template: served as a plain dialogue.
+    assert llama_backend.chat_mode == "transcript"
+    assert render_transcript([{"role": "system", "content": "Be brief."},
+                              {"role": "user", "content": " Hi "}]) == \
+        "System: Be brief.\nUser: Hi\nAssistant:"
+    assert _split_stop_prefix("Fine.\nUs") == ("Fine.", "\nUs")
+    assert _split_stop_prefix("Fine.\nYes") == ("Fine.\nYes", "")
+    for max_tokens in (4, 9, 16, 40):
+        out = "".join(llama_backend.stream_chat(
+            [{"role": "user", "content": "When is my new card going to arrive?"}],
+            max_tokens=max_tokens, temperature=0.0))
+        assert out.strip(), max_tokens
+        assert "User:" not in out and not any(out.endswith(p) for p in ("\nU", "\nUs", "\nUser"))
+
+
+def test_explicit_chat_format_uses_the_template(gemma_path):
+    from cm_desktop.backends import BackendConfig, load_backend
+
+    backend = load_backend(BackendConfig(kind="llama_cpp", model_path=str(gemma_path),
+                                         chat_format="gemma", n_ctx=512))
+    try:
+        assert backend.chat_mode == "chat" and backend.chat_format == "gemma"
+    finally:
+        backend.close()
