@@ -217,25 +217,28 @@ def _invoke(op: BackgroundOp, fn: Callable, args: tuple, kwargs: dict) -> None:
     op._finish_from_worker(result, error)
 
 
+def _start(pool, fn: Callable, args, kwargs, parent, on_success, on_failure, label: str,
+           progress_after_ms: int, cancellable: bool) -> BackgroundOp:
+    op = BackgroundOp(label=label, cancellable=cancellable, parent=parent)
+    _connect_callbacks(op, parent, on_success, on_failure)
+    pool.start(_OpRunnable(op, fn, args, kwargs))
+    op.show_indicator_later(progress_after_ms)
+    return op
+
+
 def run_op(fn: Callable, *args, parent: QWidget | None = None, on_success=None, on_failure=None,
            label: str = "", progress_after_ms: int = 300, cancellable: bool = False,
            **kwargs) -> BackgroundOp:
-    op = BackgroundOp(label=label, cancellable=cancellable, parent=parent)
-    _connect_callbacks(op, parent, on_success, on_failure)
-    op_pool().start(_OpRunnable(op, fn, args, kwargs))
-    op.show_indicator_later(progress_after_ms)
-    return op
+    return _start(op_pool(), fn, args, kwargs, parent, on_success, on_failure, label,
+                  progress_after_ms, cancellable)
 
 
 def run_serial_op(fn: Callable, *args, parent: QWidget | None = None, on_success=None, on_failure=None,
                   label: str = "", progress_after_ms: int = 300, cancellable: bool = False,
                   **kwargs) -> BackgroundOp:
     """Like run_op, but ops run one at a time in submission order (a rating, then its undo)."""
-    op = BackgroundOp(label=label, cancellable=cancellable, parent=parent)
-    _connect_callbacks(op, parent, on_success, on_failure)
-    serial_pool().start(_OpRunnable(op, fn, args, kwargs))
-    op.show_indicator_later(progress_after_ms)
-    return op
+    return _start(serial_pool(), fn, args, kwargs, parent, on_success, on_failure, label,
+                  progress_after_ms, cancellable)
 
 
 def live_ops() -> list[BackgroundOp]:
