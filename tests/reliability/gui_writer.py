@@ -27,6 +27,7 @@ def main() -> int:
     errors: list[str] = []
     ids: list[str] = []
     samples: list[tuple[int, int]] = []
+    first_write_saw: list[int] = []
     done = threading.Event()
 
     def others_seen() -> int:
@@ -37,6 +38,10 @@ def main() -> int:
             deadline = time.monotonic() + 60
             while others_seen() == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
+            # How far the other writer was when our first write was issued: below N, the two
+            # contended for the lock (SQLite's lock is not fair, so our first commit may still
+            # wait until the other is done; what matters is that it waits without an error).
+            first_write_saw.append(others_seen())
             for i in range(n):
                 rating = bank.add_rating(profile, f"gui query {i}", responses[i % len(responses)],
                                          responses[(i * 3) % len(responses)], strategy="vanilla")
@@ -62,7 +67,9 @@ def main() -> int:
         t.start()
     for t in threads:
         t.join()
-    print(json.dumps({"ids": ids, "samples": samples, "errors": errors}), flush=True)
+    print(json.dumps({"ids": ids, "samples": samples, "errors": errors,
+                      "other_seen_at_first_write": first_write_saw[0] if first_write_saw else None}),
+          flush=True)
     for e in errors:
         print(e, file=sys.stderr)
     return 1 if errors else 0
