@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from cm_desktop.cancel import CancelToken
+from cm_desktop.cancel import CancelToken, check
 
 
 class BackendError(Exception):
@@ -97,6 +97,14 @@ class Backend:
 
     def stream_chat(self, messages: Sequence[dict], *, max_tokens: int = 256,
                     temperature: float = 0.7, cancel: CancelToken | None = None) -> Iterator[str]:
+        # Bad messages and an already-cancelled token fail here, at the call, not at the first
+        # next() of the stream.
+        msgs = validate_messages(messages)
+        check(cancel)
+        return self._stream(msgs, int(max_tokens), float(temperature), cancel)
+
+    def _stream(self, msgs: list[dict], max_tokens: int, temperature: float,
+                cancel: CancelToken | None) -> Iterator[str]:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -31,7 +31,6 @@ from cm_desktop.backends.base import (
     check_gguf_file,
     file_fingerprint,
     validate_candidates,
-    validate_messages,
 )
 from cm_desktop.cancel import CancelToken, Cancelled, check
 
@@ -198,12 +197,6 @@ class HFBackend(Backend):
             if s and s in text:
                 text = text[:text.index(s)]
         return text
-
-    def stream_chat(self, messages: Sequence[dict], *, max_tokens: int = 256,
-                    temperature: float = 0.7, cancel: CancelToken | None = None) -> Iterator[str]:
-        msgs = validate_messages(messages)
-        check(cancel)
-        return self._stream(msgs, max_tokens, temperature, cancel)
 
     def _stream(self, msgs, max_tokens, temperature, cancel) -> Iterator[str]:
         import transformers

@@ -42,7 +42,6 @@ from cm_desktop.backends.base import (
     check_gguf_file,
     file_fingerprint,
     validate_candidates,
-    validate_messages,
 )
 from cm_desktop.cancel import CancelToken, Cancelled, check
 
@@ -447,12 +446,6 @@ class LlamaCppBackend(Backend):
             except ValueError as exc:
                 raise BackendError(f"completion failed: {exc}") from None
             return out["choices"][0]["text"]
-
-    def stream_chat(self, messages: Sequence[dict], *, max_tokens: int = 256,
-                    temperature: float = 0.7, cancel: CancelToken | None = None) -> Iterator[str]:
-        msgs = validate_messages(messages)
-        check(cancel)
-        return self._stream(msgs, int(max_tokens), float(temperature), cancel)
 
     def _stream(self, msgs, max_tokens, temperature, cancel) -> Iterator[str]:
         transcript = self.chat_mode == "transcript"

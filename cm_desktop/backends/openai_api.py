@@ -32,7 +32,6 @@ from cm_desktop.backends.base import (
     CandidateScores,
     EndpointError,
     validate_candidates,
-    validate_messages,
 )
 from cm_desktop.cancel import CancelToken, Cancelled, check
 
@@ -282,12 +281,6 @@ class OpenAIBackend(Backend):
         except (AttributeError, IndexError):
             raise EndpointError(f"completion at {self.url}: malformed response", url=self.url,
                                 cause="malformed response") from None
-
-    def stream_chat(self, messages: Sequence[dict], *, max_tokens: int = 256,
-                    temperature: float = 0.7, cancel: CancelToken | None = None) -> Iterator[str]:
-        msgs = validate_messages(messages)
-        check(cancel)
-        return self._stream(msgs, int(max_tokens), float(temperature), cancel)
 
     def _stream(self, msgs, max_tokens, temperature, cancel) -> Iterator[str]:
         stream = self._call("chat", lambda: self._client.chat.completions.create(
