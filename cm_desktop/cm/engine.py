@@ -101,19 +101,16 @@ class CMEngine:
     # ---- bank state -------------------------------------------------------------------------
     def refresh(self) -> None:
         """Re-read the bank (after new ratings): counts, the rating index, tuned parameters."""
-        from cm_desktop.cm.evaluate import tune_params   # evaluate imports engine: late import
+        # evaluate imports engine: late import
+        from cm_desktop.cm.evaluate import counts_matrix, tune_params
 
-        profile = self.bank.get_profile(self.profile_name)
-        self.responses: list[str] = list(profile.responses)
+        # One read of the ratings serves the neighbours and the counts (the bank keeps counts
+        # equal to a GROUP BY over ratings, so they are derived here rather than read twice).
+        self.index = RatingIndex(self.bank, self.profile_name, self.embedder)
+        self.responses: list[str] = list(self.index.responses)
         self._pos = {r: i for i, r in enumerate(self.responses)}
         self._candidate_texts = st.candidate_texts(self.responses)
-        n = len(self.responses)
-        counts = np.zeros((n, n), dtype=np.float64)
-        for (ym, yu), c in self.bank.counts(self.profile_name).items():
-            if ym in self._pos and yu in self._pos:
-                counts[self._pos[ym], self._pos[yu]] += c
-        self.counts = counts
-        self.index = RatingIndex(self.bank, self.profile_name, self.embedder)
+        self.counts = counts_matrix(self.index)
         self._qvecs: dict[str, np.ndarray] = {}
         if self._fixed_params is not None:
             self.params = self._fixed_params
