@@ -57,7 +57,8 @@ _MAX_OUTPUT_ROWS = 64  # logit rows per candidate round
 
 
 _TRANSCRIPT_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
-TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:")
+# A base model keeps writing the dialogue: any new turn, its own included, ends the reply.
+TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:", "\nAssistant:")
 
 
 def _is_base_model(metadata: dict) -> bool:
@@ -464,6 +465,7 @@ class LlamaCppBackend(Backend):
             except ValueError as exc:
                 raise BackendError(f"chat failed: {exc}") from None
             held = ""  # transcript: a tail that may be the start of a stop string ("\nUser")
+            started = False  # transcript: the reply's leading blank space is not shown
             try:
                 for chunk in chunks:
                     if cancel is not None and cancel.cancelled:
@@ -475,7 +477,10 @@ class LlamaCppBackend(Backend):
                             yield text
                         continue
                     text, held = _split_stop_prefix(held + (choice.get("text") or ""))
+                    if not started:
+                        text = text.lstrip()
                     if text:
+                        started = True
                         yield text
                 # What is still held when the tokens run out is a cut-off "\nUser": dropped.
             finally:

@@ -170,12 +170,19 @@ def test_base_model_chats_as_a_transcript_and_never_shows_a_cut_stop(llama_backe
         "System: Be brief.\nUser: Hi\nAssistant:"
     assert _split_stop_prefix("Fine.\nUs") == ("Fine.", "\nUs")
     assert _split_stop_prefix("Fine.\nYes") == ("Fine.\nYes", "")
-    for max_tokens in (4, 9, 16, 40):
-        out = "".join(llama_backend.stream_chat(
-            [{"role": "user", "content": "When is my new card going to arrive?"}],
-            max_tokens=max_tokens, temperature=0.0))
+    from cm_desktop.cm.strategies import chat_messages
+
+    # The last prompt (the app's own answer prompt) makes the model write a further
+    # "\nAssistant:" turn of its own when only the user's turns stop it.
+    cases = [([{"role": "user", "content": "When is my new card going to arrive?"}], n)
+             for n in (4, 9, 16, 40)]
+    cases.append((chat_messages("Can I top up by cash?", "top up by cash or cheque"), 200))
+    for messages, max_tokens in cases:
+        out = "".join(llama_backend.stream_chat(messages, max_tokens=max_tokens, temperature=0.0))
         assert out.strip(), max_tokens
-        assert "User:" not in out and not any(out.endswith(p) for p in ("\nU", "\nUs", "\nUser"))
+        assert out == out.lstrip(), "a reply starts with its first word"
+        assert "User:" not in out and "Assistant:" not in out
+        assert not any(out.endswith(p) for p in ("\nU", "\nUs", "\nUser", "\nA", "\nAssist"))
 
 
 def test_explicit_chat_format_uses_the_template(gemma_path):
