@@ -386,7 +386,9 @@ class BankView(QWidget):
         hl = QVBoxLayout(heat_panel)
         hl.setContentsMargins(0, 0, 0, 0)
         controls = QHBoxLayout()
-        controls.addWidget(_plain("Transition matrix: rows = model response, columns = what you meant"), 1)
+        caption = _plain("Transition matrix: rows = model response, columns = what you meant")
+        caption.setWordWrap(True)  # a one-line caption would set the window's minimum width
+        controls.addWidget(caption, 1)
         controls.addWidget(self.log_scale_box)
         controls.addWidget(zoom_out)
         controls.addWidget(zoom_in)
@@ -400,11 +402,12 @@ class BankView(QWidget):
         splitter.addWidget(table_panel)
         splitter.addWidget(heat_panel)
         # Even split: the table's five columns need ~560 px to show labels whole; the heatmap
-        # scrolls and zooms, so it gives up the width.
+        # scrolls and zooms, so it gives up the width. The minimums keep the window within a
+        # 1280-pixel screen.
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([700, 700])
-        table_panel.setMinimumWidth(480)
+        table_panel.setMinimumWidth(380)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
