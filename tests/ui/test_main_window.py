@@ -134,6 +134,7 @@ def test_long_op_shows_progress_with_cancel_in_status_bar(app_window, qtbot):
 def test_closing_the_window_stops_running_work(app_window, qtbot):
     ctx, window = app_window("Test")
     running = threading.Event()
+    bank_running = threading.Event()
     stopped = []
 
     def model_job(engine_ctx, cancel=None):
@@ -144,6 +145,7 @@ def test_closing_the_window_stops_running_work(app_window, qtbot):
         raise Cancelled()
 
     def bank_job(cancel=None):
+        bank_running.set()
         while not cancel.cancelled:
             time.sleep(0.005)
         stopped.append("bank")
@@ -151,7 +153,9 @@ def test_closing_the_window_stops_running_work(app_window, qtbot):
 
     ctx.inference.submit(model_job)
     ctx.run(bank_job, cancellable=True)
-    assert running.wait(5)
+    # Both jobs must be running (not just queued) when the window closes: that is the case
+    # under test; a queued job is dropped without running, which left "bank" out at random.
+    assert running.wait(5) and bank_running.wait(5)
     t0 = time.monotonic()
     window.close()
     assert time.monotonic() - t0 < 5
