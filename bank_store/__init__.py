@@ -1,5 +1,7 @@
 """The user's discrepancy memory bank: SQLite store and bank files. Imports no Qt."""
 
+from .conversations import (Conversation, ConversationNotFoundError, ConversationSummary,
+                            Message, conversation_markdown)
 from .errors import (BankError, BankFileError, ProfileExistsError, ProfileNotFoundError,
                      RatingNotFoundError, ResponseSetMismatchError)
 from .records import (SOURCES, Profile, Rating, TransitionMatrix, normalise_response,
@@ -7,7 +9,9 @@ from .records import (SOURCES, Profile, Rating, TransitionMatrix, normalise_resp
 from .store import DiscrepancyBank
 
 __all__ = [
-    "BankError", "BankFileError", "DiscrepancyBank", "Profile", "ProfileExistsError",
+    "BankError", "BankFileError", "Conversation", "ConversationNotFoundError",
+    "ConversationSummary", "DiscrepancyBank", "Message", "Profile", "ProfileExistsError",
     "ProfileNotFoundError", "Rating", "RatingNotFoundError", "ResponseSetMismatchError",
-    "SOURCES", "TransitionMatrix", "normalise_response", "rating_id", "utc_now",
+    "SOURCES", "TransitionMatrix", "conversation_markdown", "normalise_response", "rating_id",
+    "utc_now",
 ]

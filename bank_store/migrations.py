@@ -74,6 +74,60 @@ def m0001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0002_guidance")
+def m0002_guidance(db: sqlite_utils.Database) -> None:
+    # What a reply for one response (one meaning) must say or do, written by the user. Keyed by
+    # the response's text as it stands in the profile's response set; a response removed from the
+    # set keeps its guidance (harmless, and back if the response returns).
+    db.execute(
+        """
+        CREATE TABLE guidance (
+            profile_id INTEGER NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+            response TEXT NOT NULL,
+            text TEXT NOT NULL CHECK (length(text) > 0),
+            updated TEXT NOT NULL,
+            PRIMARY KEY (profile_id, response)
+        ) WITHOUT ROWID
+        """
+    )
+
+
+@migrations(name="0003_conversations")
+def m0003_conversations(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            profile_id INTEGER NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+            title TEXT NOT NULL,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )
+        """
+    )
+    # AUTOINCREMENT: an id is never reused, so a deleted conversation can be put back (undo) with
+    # its own ids even after new ones were created.
+    db.execute("CREATE INDEX conversations_profile_updated ON conversations(profile_id, updated)")
+    # One row per turn. For an assistant turn: the meaning CM chose (response), its decision
+    # trace (JSON) and the id of the rating a thumbs up/down produced. rating_id is no foreign
+    # key on purpose: deleting a conversation never deletes the ratings it produced.
+    db.execute(
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            text TEXT NOT NULL,
+            response TEXT,
+            trace TEXT,
+            rating_id TEXT,
+            created TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX messages_conversation ON messages(conversation_id, id)")
+
+
 def known_names() -> list[str]:
     return [m.name for m in migrations._migrations]
 

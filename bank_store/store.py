@@ -29,7 +29,9 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import sqlite_utils
 
+from .conversations import ConversationsMixin
 from .errors import BankError, ProfileExistsError, ProfileNotFoundError, RatingNotFoundError
+from .guidance import GuidanceMixin
 from .migrations import apply_migrations, up_to_date
 from .records import (SOURCES, Profile, Rating, TransitionMatrix, check_profile_name,
                       check_rating, check_text, normalise_response, rating_id, response_index,
@@ -46,7 +48,7 @@ _FRESH_FIELDS = frozenset({"instance", "model_response", "user_response", "sourc
                            "fingerprint", "created"})
 
 
-class DiscrepancyBank:
+class DiscrepancyBank(GuidanceMixin, ConversationsMixin):
     """The user's discrepancy memory bank; see docs/ARCHITECTURE.md for the contract."""
 
     def __init__(self, path: str | os.PathLike):

@@ -12,6 +12,7 @@ import pytest
 
 from bank_store import (BankError, DiscrepancyBank, ProfileExistsError, ProfileNotFoundError,
                         Rating, RatingNotFoundError)
+from bank_store.migrations import known_names
 from bank_helpers import SMALL_R, counts_equal_group_by, raw_rows
 
 A, B, C, D, E, F = SMALL_R
@@ -238,9 +239,34 @@ def test_reopening_keeps_everything_and_migrations_run_once(tmp_path):
     again = DiscrepancyBank(path)
     assert again.ratings("P") == [r]
     con = sqlite3.connect(path)
-    assert con.execute("SELECT name FROM _sqlite_migrations").fetchall() == [("0001_initial",)]
+    names = [n for (n,) in con.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
+    assert names == known_names()
     con.close()
     again.close()
+
+
+def test_a_bank_from_the_first_version_is_upgraded_and_keeps_its_ratings(tmp_path):
+    path = tmp_path / "bank.sqlite3"
+    DiscrepancyBank(path).close()
+    # make it a first-version bank: only 0001 applied, none of the later tables
+    con = sqlite3.connect(path)
+    later = [n for n in known_names() if n != "0001_initial"]
+    con.executemany("DELETE FROM _sqlite_migrations WHERE name = ?", [(n,) for n in later])
+    for table in ("messages", "conversations", "guidance"):
+        con.execute(f"DROP TABLE {table}")
+    con.commit()
+    con.execute("INSERT INTO profiles (name, responses, created, updated)"
+                " VALUES ('P', '[\"a\", \"b\"]', '2025-01-01T00:00:00+00:00',"
+                " '2025-01-01T00:00:00+00:00')")
+    con.commit()
+    con.close()
+    bank = DiscrepancyBank(path)
+    assert bank.get_profile("P").responses == ("a", "b")
+    con = sqlite3.connect(path)
+    tables = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"guidance", "conversations", "messages"} <= tables
+    con.close()
+    bank.close()
 
 
 def test_one_bank_object_used_from_four_threads_at_once(small_bank):
