@@ -29,8 +29,11 @@ def open_bank(args: argparse.Namespace):
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain text table, columns padded to their widest cell."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    """A plain text table, columns padded to their widest cell; every cell inert (bank and file
+    text may hold terminal control sequences)."""
+    from cm_desktop.cli.terminal_text import inert
+
+    cells = [[inert(h) for h in headers]] + [[inert(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cm_desktop.cli import CLIError, bank_location, format_table, open_bank
+from cm_desktop.cli.terminal_text import inert
 
 _ADD_FIELDS = {"instance", "model_response", "user_response", "source", "strategy",
                "fingerprint", "created"}
@@ -104,7 +105,7 @@ def cmd_profile_create(args) -> int:
     responses = _responses_option(args)
     with open_bank(args) as bank:
         p = bank.create_profile(args.name, responses, description=args.description)
-    print(f"created profile {p.name!r} with {len(p.responses)} responses")
+    print(inert(f"created profile {p.name!r} with {len(p.responses)} responses"))
     return 0
 
 
@@ -113,7 +114,7 @@ def cmd_profile_list(args) -> int:
         rows = [(p.name, len(p.responses), bank.rating_count(p.name), p.description)
                 for p in bank.list_profiles()]
     if not rows:
-        print(f"no profiles in {bank_location(args)}")
+        print(inert(f"no profiles in {bank_location(args)}"))
         return 0
     print(format_table(["PROFILE", "RESPONSES", "RATINGS", "DESCRIPTION"], rows))
     return 0
@@ -125,17 +126,17 @@ def cmd_profile_show(args) -> int:
             p = bank.get_profile(args.name)
             stats = bank.stats(args.name)
     by_source = ", ".join(f"{k} {v}" for k, v in stats["by_source"].items())
-    print(f"profile      {p.name}")
-    print(f"description  {p.description or '-'}")
-    print(f"fingerprint  {p.fingerprint or '-'}")
-    print(f"created      {p.created}\nupdated      {p.updated}")
+    print(f"profile      {inert(p.name)}")
+    print(f"description  {inert(p.description) or '-'}")
+    print(f"fingerprint  {inert(p.fingerprint or '-')}")
+    print(f"created      {inert(p.created)}\nupdated      {inert(p.updated)}")
     print(f"ratings      {stats['ratings']} ({by_source})")
     print(f"agreement    {stats['agreement']:.1%} of ratings have y' == y")
     print(f"coverage     {stats['coverage']:.1%} of the response set seen in the bank")
     shown = p.responses if args.all else p.responses[:10]
     print(f"responses    {len(p.responses)}")
     for r in shown:
-        print(f"  {r}")
+        print(f"  {inert(r)}")
     if len(shown) < len(p.responses):
         print(f"  ... {len(p.responses) - len(shown)} more (--all lists them)")
     return 0
@@ -146,7 +147,7 @@ def cmd_profile_delete(args) -> int:
         bank.get_profile(args.name)  # a missing profile fails before any backup
         backup = bank.backup()
         bank.delete_profile(args.name)
-    print(f"deleted profile {args.name!r} (backup: {backup})")
+    print(inert(f"deleted profile {args.name!r} (backup: {backup})"))
     return 0
 
 
@@ -226,7 +227,7 @@ def cmd_bank_import(args) -> int:
         report = import_file(bank, args.file, args.profile, format=args.format, mode=args.mode,
                              dry_run=args.dry_run, on_mismatch=args.on_mismatch,
                              responses=responses)
-    print(report.summary())
+    print(inert(report.summary(), keep_newlines=True))
     return 0
 
 
@@ -236,10 +237,10 @@ def cmd_bank_export(args) -> int:
     with open_bank(args) as bank:
         if args.format == "paper":
             n = export_paper(bank, args.profile, args.file)
-            print(f"wrote {n} (model response, user response) pairs to {args.file}")
+            print(inert(f"wrote {n} (model response, user response) pairs to {args.file}"))
         else:
             n = export_native(bank, args.profile, args.file)
-            print(f"wrote {n} ratings to {args.file}")
+            print(inert(f"wrote {n} ratings to {args.file}"))
     return 0
 
 
@@ -314,8 +315,8 @@ def cmd_bank_add(args) -> int:
                 raise BankError(f"{args.jsonl}: line {number}: {e} ({added} added before "
                                 "it)") from None
             added += 1
-            print(rating.id, flush=True)
-    print(f"added {added} ratings to {args.profile!r}", file=sys.stderr)
+            print(inert(rating.id), flush=True)
+    print(inert(f"added {added} ratings to {args.profile!r}"), file=sys.stderr)
     return 0
 
 
@@ -328,16 +329,16 @@ def cmd_bank_undo(args) -> int:
                 raise CLIError("-n must be at least 1")
             removed = bank.undo_last(args.profile, args.n)
     for r in removed:
-        print(f"removed {r.id}  {r.model_response!r} -> {r.user_response!r}  "
-              f"{r.instance[:60]!r}")
-    print(f"removed {len(removed)} ratings from {args.profile!r}")
+        print(inert(f"removed {r.id}  {r.model_response!r} -> {r.user_response!r}  "
+                    f"{r.instance[:60]!r}"))
+    print(inert(f"removed {len(removed)} ratings from {args.profile!r}"))
     return 0
 
 
 def cmd_bank_backup(args) -> int:
     with open_bank(args) as bank:
         dest = bank.backup(args.to)
-    print(f"backup written to {dest}")
+    print(inert(f"backup written to {dest}"))
     return 0
 
 
@@ -348,5 +349,5 @@ def cmd_bank_restore(args) -> int:
     with open_bank(args) as bank:
         safety = bank.backup()
         bank.restore_backup(source)
-    print(f"restored the bank from {source} (the previous bank was saved to {safety})")
+    print(inert(f"restored the bank from {source} (the previous bank was saved to {safety})"))
     return 0

@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import traceback
 from typing import Sequence
 
 from cm_desktop.cli import CLIError
+from cm_desktop.cli.terminal_text import inert
 
 SUBCOMMAND_MODULES = ["cm_desktop.cli.bank_cmds", "cm_desktop.cli.engine_cmds"]
 
@@ -47,8 +49,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text
+    """The error as one inert line: a damaged byte or a hostile name in it is shown escaped."""
+    return inert(re.sub(r"[ \t\r\n]+", " ", str(e)).strip()) or type(e).__name__
 
 
 def _describe(e: BaseException) -> tuple[int, str]:
@@ -75,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # a usage mistake exits 2 with one line
     debug = args.debug or os.environ.get("CM_DEBUG") == "1"
     for w in warnings:
-        print(w, file=sys.stderr)
+        print(inert(w), file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `cm bank show | head`: the reader left, nothing went wrong
@@ -90,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()
         except BrokenPipeError:
             pass
-        print(f"cm: error: {message}", file=sys.stderr)
+        print(f"cm: error: {inert(message)}", file=sys.stderr)
         return code
 
 

@@ -233,3 +233,35 @@ def test_subprocess_backup_and_restore(tmp_path, responses_file):
     bank = DiscrepancyBank(bank_file)
     assert [p.name for p in bank.list_profiles()] == ["P"]
     bank.close()
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x9b31m\x7f\u202e"
+
+
+def _unsafe_characters(text: str) -> list[str]:
+    """Characters a terminal would act on (any C0 except newline, DEL, C1)."""
+    return sorted({c for c in text if (ord(c) < 32 and c != "\n") or 0x7f <= ord(c) <= 0x9f})
+
+
+def test_bank_text_is_printed_inert_and_stored_exact(capsys, bank_file):
+    """A profile, responses and ratings carrying terminal control sequences (as a third-party
+    paper file can): every listing shows them escaped; the bank keeps them exact."""
+    responses = [f"card{HOSTILE}arrival", "refund", f"lost{HOSTILE}"]
+    name = "P\x9b2J\x7f"  # C1 and DEL pass the profile-name rule (no C0), so they must be escaped
+    bank = DiscrepancyBank(bank_file)
+    bank.create_profile(name, responses, description=f"mine{HOSTILE}")
+    for i in range(3):
+        bank.add_rating(name, f"query{HOSTILE}{i}", responses[i], responses[(i + 1) % 3])
+    b = ["--bank", str(bank_file)]
+    for argv in (["profile", "list"], ["profile", "show", name, "--all"],
+                 ["bank", "show", "--profile", name], ["bank", "undo", "--profile", name]):
+        code, out, err = run_main(capsys, *b, *argv)
+        assert code == 0, err
+        assert _unsafe_characters(out + err) == [], (argv, out)
+        assert "\\x1b]0;owned\\x07" in out or "\\x9b" in out, (argv, out)
+    code, _, err = run_main(capsys, *b, "bank", "show", "--profile", f"nope{HOSTILE}")
+    assert code != 0 and _unsafe_characters(err) == [], err
+    assert bank.get_profile(name).responses == tuple(responses)
+    assert sorted(r.instance for r in bank.ratings(name)) == [f"query{HOSTILE}{i}"
+                                                               for i in range(2)]
+    bank.close()
