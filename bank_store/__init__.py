@@ -2,14 +2,14 @@
 
 from .conversations import (Conversation, ConversationNotFoundError, ConversationSummary,
                             Message, conversation_markdown)
-from .errors import (BankError, BankFileError, ProfileExistsError, ProfileNotFoundError,
-                     RatingNotFoundError, ResponseSetMismatchError)
+from .errors import (BankDamagedError, BankError, BankFileError, ProfileExistsError,
+                     ProfileNotFoundError, RatingNotFoundError, ResponseSetMismatchError)
 from .records import (SOURCES, Profile, Rating, TransitionMatrix, normalise_response,
                       rating_id, utc_now)
 from .store import DiscrepancyBank
 
 __all__ = [
-    "BankError", "BankFileError", "Conversation", "ConversationNotFoundError",
+    "BankDamagedError", "BankError", "BankFileError", "Conversation", "ConversationNotFoundError",
     "ConversationSummary", "DiscrepancyBank", "Message", "Profile", "ProfileExistsError",
     "ProfileNotFoundError", "Rating", "RatingNotFoundError", "ResponseSetMismatchError",
     "SOURCES", "TransitionMatrix", "conversation_markdown", "normalise_response", "rating_id",

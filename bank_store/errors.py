@@ -47,3 +47,17 @@ class BankFileError(BankError):
     def _render(self) -> str:
         parts = [p for p in (self.path, self.location) if p]
         return ": ".join(parts + [self.message])
+
+
+class BankDamagedError(BankError):
+    """The bank file fails SQLite's check: it is not read or written; recover copies what
+    SQLite can still read into a new file and keeps this one."""
+
+    def __init__(self, path, detail: str, problems: int = 1):
+        self.path = path
+        self.detail = detail
+        more = f" and {problems - 1} more problems" if problems > 1 else ""
+        super().__init__(
+            f"the bank {path} is damaged (SQLite's check: {detail}{more}); nothing was written "
+            "to it. `cm bank recover` copies what can still be read into a new file and keeps "
+            "the damaged one")

@@ -10,7 +10,7 @@ import hashlib
 import json
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -18,6 +18,12 @@ from .errors import BankError
 
 SOURCES = ("rated", "estimated", "imported")
 MAX_NAME_CHARS = 200
+MIN_RESPONSES = 2  # a response set needs a choice: one response cannot be rated against another
+RATING_FIELDS = frozenset({"id", "instance", "model_response", "user_response", "source",
+                           "strategy", "fingerprint", "created"})
+FRESH_FIELDS = RATING_FIELDS - {"id"}
+_REQUIRED_FIELDS = frozenset({"instance", "model_response", "user_response", "source",
+                              "created"})
 
 
 def normalise_response(text: str) -> str:
@@ -34,13 +40,19 @@ def rating_id(instance: str, model_response: str, user_response: str, source: st
     """Content hash of a rating (not its fingerprint): equal content -> equal id."""
     # == json.dumps([...], ensure_ascii=False, separators=(",", ":")), built by hand because
     # json.dumps sets up an encoder per call and this runs once per rating in bulk imports
-    enc = _json_string
+    enc = json_string
     payload = (f"[{enc(instance)},{enc(model_response)},{enc(user_response)},{enc(source)},"
                f"{'null' if strategy is None else enc(strategy)},{enc(created)}]")
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-_json_string = json.encoder.encode_basestring  # the C version when available
+# json.dumps(text, ensure_ascii=False) without an encoder per call (the C version when
+# available): ids and exports run it once per field of every rating
+json_string = json.encoder.encode_basestring
+
+
+def json_value(value: str | None) -> str:
+    return "null" if value is None else json_string(value)
 
 
 _clock_lock = threading.Lock()
@@ -127,7 +139,9 @@ def check_text(value: Any, what: str, *, allow_empty: bool = False) -> str:
 
 
 def validate_responses(responses: Sequence[str]) -> tuple[str, ...]:
-    """A response set: non-empty, text, no two equal after case/whitespace normalisation."""
+    """The one response-set rule (the store, bank files, the CLI and the New-profile dialog):
+    a list of at least MIN_RESPONSES texts, whitespace collapsed, no two equal after
+    case/whitespace normalisation (what matching a response uses)."""
     if isinstance(responses, (str, bytes)) or not isinstance(responses, Sequence):
         raise BankError("the response set must be a list of responses")
     out: list[str] = []
@@ -136,11 +150,15 @@ def validate_responses(responses: Sequence[str]) -> tuple[str, ...]:
         r = collapse_whitespace(check_text(r, f"response {i + 1}"))
         key = normalise_response(r)
         if key in seen:
-            raise BankError(f"response {i + 1} ({r!r}) repeats response {seen[key] + 1}")
+            raise BankError(f"response {i + 1} ({r!r}) repeats response {seen[key] + 1} "
+                            "(listed twice, ignoring case and spaces)")
         seen[key] = i
         out.append(r)
     if not out:
         raise BankError("the response set is empty")
+    if len(out) < MIN_RESPONSES:
+        raise BankError(f"a response set needs at least {MIN_RESPONSES} responses (one to "
+                        f"choose and one to choose instead), not {len(out)}")
     return tuple(out)
 
 
@@ -152,20 +170,93 @@ def check_profile_name(name: Any) -> str:
     return name
 
 
-def check_rating(r: Rating, *, check_id: bool = True) -> Rating:
-    check_text(r.instance, "instance", allow_empty=True)
-    check_text(r.model_response, "model_response")
-    check_text(r.user_response, "user_response")
-    if r.source not in SOURCES:
-        raise BankError(f"source must be one of {', '.join(SOURCES)}, not {r.source!r}")
-    for what in ("strategy", "fingerprint"):
-        if getattr(r, what) is not None:
-            check_text(getattr(r, what), what, allow_empty=True)
+class RatingFieldError(BankError):
+    """A rating field that is wrong; `field` names it (a bank file turns it into a location)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def _bad_text(value: Any, what: str, *, empty: bool, null: bool, unicode: bool) -> None:
+    """Raise RatingFieldError if `value` is not acceptable text (the slow, precise path)."""
+    if value is None and null:
+        return
+    if not isinstance(value, str):
+        kind = "text or null" if null else "text"
+        raise RatingFieldError(f"{what} must be {kind}, not {type(value).__name__}", what)
+    if unicode:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RatingFieldError(f"{what} is not valid Unicode (a lone surrogate)",
+                                   what) from None
+    if not empty and not value.strip():
+        raise RatingFieldError(f"{what} must not be empty", what)
+
+
+def make_rating(fields: Mapping[str, Any], *, members: Mapping[str, str] | None = None,
+                fresh: bool = True, unicode: bool = True) -> Rating:
+    """The one rating validator: a checked Rating from its fields, or RatingFieldError.
+
+    fresh=True: a new rating (add_rating, `cm bank add`): fields from FRESH_FIELDS, instance
+    defaults to "", source to "rated", created to now; responses have their whitespace
+    collapsed and, when they match a member of the response set (`members`: normalised ->
+    member), are stored as that member; the id is computed.
+    fresh=False: an existing rating (a bank file, a Rating being restored): stored verbatim;
+    instance, both responses, source and created are required; an id, if given, must match
+    the content. unicode=True also rejects lone surrogates here (otherwise SQLite does).
+    Written flat, because bulk adds and imports call it once per rating.
+    """
+    allowed = FRESH_FIELDS if fresh else RATING_FIELDS
+    if not allowed.issuperset(fields):
+        unknown = sorted(set(fields) - allowed)
+        raise RatingFieldError(f"unknown rating field {unknown[0]!r}", unknown[0])
+    if not fresh and not _REQUIRED_FIELDS.issubset(fields):
+        missing = sorted(_REQUIRED_FIELDS - set(fields))
+        raise RatingFieldError(f"missing rating field {missing[0]!r}", missing[0])
+    instance = fields.get("instance", "")
+    y_model, y_user = fields.get("model_response"), fields.get("user_response")
+    source = fields.get("source") or ("rated" if fresh else fields.get("source"))
+    strategy, fingerprint = fields.get("strategy"), fields.get("fingerprint")
+    created = fields.get("created")
+    if fresh and created is None:
+        created = utc_now()
+    if (unicode or type(instance) is not str or type(y_model) is not str
+            or type(y_user) is not str or type(source) is not str or type(created) is not str
+            or not (strategy is None or type(strategy) is str)
+            or not (fingerprint is None or type(fingerprint) is str)
+            or not y_model.strip() or not y_user.strip() or not created.strip()):
+        for what, value, empty, null in (
+                ("instance", instance, True, False), ("model_response", y_model, False, False),
+                ("user_response", y_user, False, False), ("source", source, False, False),
+                ("strategy", strategy, True, True), ("fingerprint", fingerprint, True, True),
+                ("created", created, False, False)):
+            _bad_text(value, what, empty=empty, null=null, unicode=unicode)
+    if source not in SOURCES:
+        raise RatingFieldError(f"source must be one of {', '.join(SOURCES)}, not {source!r}",
+                               "source")
     try:
-        dt.datetime.fromisoformat(check_text(r.created, "created"))
+        dt.datetime.fromisoformat(created)
     except ValueError:
-        raise BankError(f"created {r.created!r} is not an ISO-8601 time") from None
-    if check_id and r.id != r.expected_id():
-        raise BankError(f"rating id {r.id!r} does not match its content (expected "
-                        f"{r.expected_id()!r})")
-    return r
+        raise RatingFieldError(f"created {created!r} is not an ISO-8601 time",
+                               "created") from None
+    if fresh:
+        y_model, y_user = collapse_whitespace(y_model), collapse_whitespace(y_user)
+        if members:
+            y_model = members.get(y_model.casefold(), y_model)
+            y_user = members.get(y_user.casefold(), y_user)
+    rid = rating_id(instance, y_model, y_user, source, strategy, created)
+    given = fields.get("id")
+    if not fresh and given is not None and given != rid:
+        _bad_text(given, "id", empty=False, null=False, unicode=unicode)
+        raise RatingFieldError(f"id {given!r} does not match its content (expected "
+                               f"{rid}): the rating was changed after export", "id")
+    return Rating(rid, instance, y_model, y_user, source, strategy, fingerprint, created)
+
+
+def check_rating(r: Rating) -> Rating:
+    """An existing Rating object checked by the one validator (its id must match)."""
+    if not isinstance(r, Rating):
+        raise BankError(f"expected a Rating, not {type(r).__name__}")
+    return make_rating(asdict(r), fresh=False)

@@ -1,204 +1,42 @@
 """DiscrepancyBank: profiles, ratings and transition counts in one SQLite file.
 
-Durability and concurrency choices (why):
-- WAL journal, so readers (GUI, engine) never block the one writer and a killed writer leaves a
-  database that opens cleanly (SQLite replays or discards the WAL tail).
-- synchronous=FULL: each commit is fsynced before the call returns, so a returned rating
-  survives a SIGKILL *and* a power loss (NORMAL+WAL survives only the kill); one fsync per
-  rating is invisible at human speed, and bulk paths batch into one transaction.
-- Writes open with BEGIN IMMEDIATE and a 10 s busy timeout: a second writer (another thread or
-  process) waits for the lock instead of failing with "database is locked" mid-transaction.
-- One connection per thread (threading.local); every public method is one transaction, and
-  `transaction()` groups several calls (imports): nested calls join it as savepoints.
-- The file is created 0600 before SQLite opens it; SQLite gives -wal/-shm the same mode.
+The file, its connections and transactions are BankConnection's (connection.py: why WAL,
+synchronous=FULL, BEGIN IMMEDIATE); backups, restore and recovery are backups.py's. Here: what
+the bank holds and the rules for changing it. Every public method is one transaction; counts
+are kept equal to a GROUP BY over ratings in the same transaction as every ratings change.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import itertools
 import json
 import os
 import sqlite3
-import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
-import sqlite_utils
 
+from . import backups
+from .connection import BankConnection
 from .conversations import ConversationsMixin
 from .errors import BankError, ProfileExistsError, ProfileNotFoundError, RatingNotFoundError
 from .guidance import GuidanceMixin
-from .migrations import apply_migrations, up_to_date
-from .records import (SOURCES, Profile, Rating, TransitionMatrix, check_profile_name,
-                      check_rating, check_text, normalise_response, rating_id, response_index,
-                      utc_now, validate_responses)
-
-BUSY_TIMEOUT_S = 10.0
-SYNCHRONOUS = "FULL"
+from .records import (SOURCES, Profile, Rating, RatingFieldError, TransitionMatrix,
+                      check_profile_name, check_text, make_rating, normalise_response,
+                      response_index, utc_now, validate_responses)
 
 _RATING_COLUMNS = (
     "id, instance, model_response, user_response, source, strategy, fingerprint, created"
 )
 _PROFILE_COLUMNS = "id, name, responses, description, fingerprint, created, updated"
-_FRESH_FIELDS = frozenset({"instance", "model_response", "user_response", "source", "strategy",
-                           "fingerprint", "created"})
+MAX_UNDO = 2 ** 62  # more than any bank holds; bigger counts would overflow SQLite's integers
 
 
-class DiscrepancyBank(GuidanceMixin, ConversationsMixin):
-    """The user's discrepancy memory bank; see docs/ARCHITECTURE.md for the contract."""
+class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin):
+    """The user's discrepancy memory bank; see docs/ARCHITECTURE.md for the contract.
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path).expanduser()
-        self._local = threading.local()
-        self._all_lock = threading.Lock()
-        self._all: list[sqlite3.Connection] = []
-        self._savepoints = itertools.count()
-        created = self._create_file()
-        self._conn()  # open now: a bad path or a non-bank file fails here, not later
-        if created:
-            for suffix in ("-wal", "-shm"):
-                side = Path(str(self.path) + suffix)
-                if side.exists():
-                    os.chmod(side, 0o600)
-
-    # ---- connections and transactions -------------------------------------------------------
-
-    def _create_file(self) -> bool:
-        if self.path.is_dir():
-            raise BankError(f"{self.path} is a directory, not a bank file")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            return False
-        except OSError as e:
-            raise BankError(f"cannot create the bank {self.path}: {e.strerror}") from e
-        try:
-            os.fchmod(fd, 0o600)  # whatever the umask
-        finally:
-            os.close(fd)
-        return True
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._open_connection()
-            self._local.conn = conn
-            self._local.txn = None
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
-
-    def _open_connection(self) -> sqlite3.Connection:
-        if not self.path.exists():
-            raise BankError(f"the bank {self.path} does not exist (was it moved or deleted?)")
-        try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE for writes)
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                   check_same_thread=False)
-        except sqlite3.Error as e:
-            raise BankError(f"cannot open the bank {self.path}: {e}") from e
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
-            conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: bulk inserts into the id index
-            if not getattr(self, "_migrated", False) and not up_to_date(conn):
-                db = sqlite_utils.Database(conn)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    apply_migrations(db)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            self._migrated = True
-        except sqlite3.DatabaseError as e:
-            conn.close()
-            raise BankError(f"{self.path} is not a usable CM Desktop bank: {e}") from e
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def close(self) -> None:
-        """Close this thread's connection (others close their own, or use close_all)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            self._local.conn = None
-            with self._all_lock:
-                if conn in self._all:
-                    self._all.remove(conn)
-            conn.close()
-
-    def close_all(self) -> None:
-        """Close every thread's connection; only when no thread is using the bank any more."""
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
-        self._local = threading.local()
-
-    def __enter__(self) -> "DiscrepancyBank":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _txn(self, write: bool) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        outer = self._local.txn
-        try:
-            if outer is not None:
-                if write and outer == "read":
-                    raise BankError("cannot write inside a read-only bank transaction")
-                sp = f"sp{next(self._savepoints)}"
-                conn.execute(f"SAVEPOINT {sp}")
-                try:
-                    yield conn
-                except BaseException:
-                    if conn.in_transaction:  # an I/O error may have ended it already
-                        conn.execute(f"ROLLBACK TO {sp}")
-                        conn.execute(f"RELEASE {sp}")
-                    raise
-                conn.execute(f"RELEASE {sp}")
-                return
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            self._local.txn = "write" if write else "read"
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            else:
-                try:
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:  # never leave this thread's connection mid-write
-                        conn.execute("ROLLBACK")
-                    raise
-            finally:
-                self._local.txn = None
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e) or "busy" in str(e):
-                raise BankError(f"the bank is busy: another program held it for over "
-                                f"{BUSY_TIMEOUT_S:.0f} s ({e})") from e
-            raise BankError(f"bank error: {e}") from e
-        except sqlite3.Error as e:
-            raise BankError(f"bank error: {e}") from e
-        except UnicodeEncodeError:
-            raise BankError("text is not valid Unicode (a lone surrogate)") from None
-
-    def transaction(self, write: bool = True) -> contextlib.AbstractContextManager:
-        """Group several calls into one transaction (all or nothing, one consistent view)."""
-        return self._txn(write)
+    DiscrepancyBank(path, backup_dir=None, check=True): see BankConnection."""
 
     # ---- profiles ---------------------------------------------------------------------------
 
@@ -241,12 +79,18 @@ class DiscrepancyBank(GuidanceMixin, ConversationsMixin):
             rows = conn.execute(f"SELECT {_PROFILE_COLUMNS} FROM profiles ORDER BY name")
             return [self._profile(r) for r in rows.fetchall()]
 
-    def delete_profile(self, name: str) -> None:
-        with self._txn(write=True) as conn:
+    def delete_profile(self, name: str, *, backup: bool = False) -> Path | None:
+        """Delete a profile and everything it holds. backup=True first backs up the bank inside
+        the same write lock; returns that backup's path (None without a backup)."""
+        with self.transaction(write=False) as conn:  # a missing profile fails before a backup
+            self._get_profile(conn, name)
+        with self.destructive_transaction(take_backup=backup) as taken:
+            conn = self._conn()
             p = self._get_profile(conn, name)
             conn.execute("DELETE FROM counts WHERE profile_id = ?", (p.id,))
             conn.execute("DELETE FROM ratings WHERE profile_id = ?", (p.id,))
             conn.execute("DELETE FROM profiles WHERE id = ?", (p.id,))
+        return taken
 
     def update_profile(self, name: str, *, description: str | None = None,
                        fingerprint: str | None = None,
@@ -273,53 +117,19 @@ class DiscrepancyBank(GuidanceMixin, ConversationsMixin):
         that member. Adding the very same rating (same id) twice stores it once."""
         with self._txn(write=True) as conn:
             p = self._get_profile(conn, profile)
-            r = self._fresh_rating(self._members(p), {
-                "instance": instance, "model_response": model_response,
-                "user_response": user_response, "source": source, "strategy": strategy,
-                "fingerprint": fingerprint, "created": created})
+            try:
+                r = make_rating({"instance": instance, "model_response": model_response,
+                                 "user_response": user_response, "source": source,
+                                 "strategy": strategy, "fingerprint": fingerprint,
+                                 "created": created}, members=self._members(p))
+            except RatingFieldError as e:
+                raise BankError(str(e)) from None
             self._insert(conn, p, [r])
             return r
 
     @staticmethod
     def _members(p: Profile) -> dict[str, str]:
         return response_index(json.dumps(list(p.responses), ensure_ascii=False))[2]
-
-    @staticmethod
-    def _fresh_rating(members: dict[str, str], d: dict[str, Any]) -> Rating:
-        """A new rating from a dict: checked, responses mapped onto R, id computed.
-        Written flat because bulk adds call it once per rating."""
-        if not _FRESH_FIELDS.issuperset(d):
-            unknown = sorted(set(d) - _FRESH_FIELDS)
-            raise BankError(f"unknown rating field(s): {', '.join(unknown)}")
-        instance = d.get("instance", "")
-        if type(instance) is not str:
-            check_text(instance, "instance")
-        pair = []
-        for key in ("model_response", "user_response"):
-            value = d.get(key)
-            if type(value) is not str:
-                check_text(value, key)
-            collapsed = " ".join(value.split())
-            if not collapsed:
-                raise BankError(f"{key} must not be empty")
-            pair.append(members.get(collapsed.casefold(), collapsed))
-        source = d.get("source") or "rated"
-        if source not in SOURCES:
-            raise BankError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
-        strategy, fingerprint = d.get("strategy"), d.get("fingerprint")
-        for what, value in (("strategy", strategy), ("fingerprint", fingerprint)):
-            if value is not None and type(value) is not str:
-                check_text(value, what)
-        created = d.get("created")
-        if created is None:
-            created = utc_now()
-        else:
-            try:
-                dt.datetime.fromisoformat(check_text(created, "created"))
-            except ValueError:
-                raise BankError(f"created {created!r} is not an ISO-8601 time") from None
-        rid = rating_id(instance, pair[0], pair[1], source, strategy, created)
-        return Rating(rid, instance, pair[0], pair[1], source, strategy, fingerprint, created)
 
     def _insert(self, conn: sqlite3.Connection, p: Profile, ratings: Sequence[Rating]) -> int:
         """Insert (skipping ids already present) and fold the new rows into counts."""
@@ -356,15 +166,12 @@ class DiscrepancyBank(GuidanceMixin, ConversationsMixin):
             for i, item in enumerate(ratings):
                 try:
                     if isinstance(item, Rating):
-                        checked.append(check_rating(item))
-                    elif isinstance(item, dict) and "id" in item:
-                        checked.append(check_rating(Rating(**item)))
+                        checked.append(make_rating(item.to_dict(), fresh=False, unicode=False))
                     elif isinstance(item, dict):
-                        checked.append(self._fresh_rating(members, item))
+                        checked.append(make_rating(item, members=members,
+                                                   fresh="id" not in item, unicode=False))
                     else:
                         raise BankError(f"expected a Rating or a dict, not {type(item).__name__}")
-                except TypeError as e:
-                    raise BankError(f"rating {i}: {e}") from None
                 except BankError as e:
                     raise BankError(f"rating {i}: {e}") from None
             return self._insert(conn, p, checked)
@@ -412,8 +219,9 @@ class DiscrepancyBank(GuidanceMixin, ConversationsMixin):
 
     def undo_last(self, profile: str, n: int = 1) -> list[Rating]:
         """Remove the newest n ratings; returns them newest first."""
-        if not isinstance(n, int) or n < 1:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise BankError(f"undo needs a positive number of ratings, not {n!r}")
+        n = min(n, MAX_UNDO)  # asking for more than the profile holds undoes all of it
         with self._txn(write=True) as conn:
             p = self._get_profile(conn, profile)
             removed = self._remove(conn, p, "seq IN (SELECT seq FROM ratings WHERE profile_id = ?"
@@ -552,52 +360,10 @@ class DiscrepancyBank(GuidanceMixin, ConversationsMixin):
             return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
     def backup(self, dest: str | os.PathLike | None = None) -> Path:
-        """A consistent copy of the whole bank (sqlite online backup), created 0600."""
-        if dest is None:
-            from cm_desktop.paths import backups_dir  # lazy: the app decides where backups go
+        """A consistent copy of the whole bank (default: a new file in backup_dir), 0600."""
+        return backups.backup(self, dest)
 
-            stamp = utc_now().replace(":", "").replace("-", "").replace("+0000", "Z")
-            dest = backups_dir() / f"{self.path.stem}-{stamp}.sqlite3"
-        dest = Path(dest).expanduser()
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.fchmod(fd, 0o600)
-            os.close(fd)
-        except FileExistsError:
-            raise BankError(f"backup {dest} already exists; choose another name") from None
-        except OSError as e:
-            raise BankError(f"cannot create backup {dest}: {e.strerror}") from e
-        target = sqlite3.connect(str(dest))
-        try:
-            self._conn().backup(target)
-            # a backup is one self-contained file: no -wal beside it
-            target.execute("PRAGMA journal_mode = DELETE")
-        except sqlite3.Error as e:
-            target.close()
-            dest.unlink(missing_ok=True)
-            raise BankError(f"backup failed: {e}") from e
-        target.close()
-        return dest
-
-    def restore_backup(self, source: str | os.PathLike) -> None:
-        """Replace the whole bank's content by a backup's (one step; validated first)."""
-        source = Path(source).expanduser()
-        if not source.is_file():
-            raise BankError(f"backup {source} does not exist")
-        try:
-            src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-            try:
-                if src.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-                    raise BankError(f"backup {source} is damaged (integrity check failed)")
-                names = {r[0] for r in src.execute("SELECT name FROM sqlite_master")}
-                if not {"profiles", "ratings", "counts", "_sqlite_migrations"} <= names:
-                    raise BankError(f"{source} is not a CM Desktop bank backup")
-                src.backup(self._conn())
-            finally:
-                src.close()
-            # the backup may predate newer migrations
-            with self._txn(write=True) as conn:
-                apply_migrations(sqlite_utils.Database(conn))
-        except sqlite3.Error as e:
-            raise BankError(f"cannot restore from {source}: {e}") from e
+    def restore_backup(self, source: str | os.PathLike) -> Path:
+        """Replace the whole bank's content by a backup's (validated first, one transaction);
+        returns the backup of the bank as it was, taken inside the same write lock."""
+        return backups.restore(self, source)

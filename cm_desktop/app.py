@@ -50,7 +50,7 @@ def create_app_window(bank_path: str | Path | None = None, *, settings=None):
     from cm_desktop.ui.main_window import MainWindow
 
     settings = settings or Settings.load()
-    bank = DiscrepancyBank(paths.bank_path(bank_path))
+    bank = DiscrepancyBank(paths.bank_path(bank_path), backup_dir=paths.backups_dir())
     ctx = AppContext(settings, bank)
     window = MainWindow(ctx)
     return ctx, window

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import platformdirs
 
+from bank_store.files import make_private_dirs
+
 APP_NAME = "cm-desktop"
 
 
@@ -21,14 +23,12 @@ def _home_override() -> Path | None:
 
 def data_dir() -> Path:
     base = _home_override() or Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return base
+    return make_private_dirs(base)  # every folder it creates 0700, parents too
 
 
 def config_dir() -> Path:
     base = _home_override() or Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return base
+    return make_private_dirs(base)
 
 
 def bank_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -41,6 +41,4 @@ def bank_path(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def backups_dir() -> Path:
-    d = data_dir() / "backups"
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return d
+    return make_private_dirs(data_dir() / "backups")

@@ -22,10 +22,12 @@ def bank_location(args: argparse.Namespace):
 
 
 def open_bank(args: argparse.Namespace):
-    """The bank chosen by --bank, else CM_BANK, else the user's data dir (created if new)."""
+    """The bank chosen by --bank, else CM_BANK, else the user's data dir (created if new),
+    checked on open (a damaged bank is refused); backups go to the app's backups folder."""
     from bank_store import DiscrepancyBank
+    from cm_desktop.paths import backups_dir
 
-    return DiscrepancyBank(bank_location(args))
+    return DiscrepancyBank(bank_location(args), backup_dir=backups_dir())
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -21,23 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # ---- reading response sets --------------------------------------------------------------------
 
-def _read_text(path: str) -> list[str]:
-    try:
-        data = Path(path).expanduser().read_bytes()
-    except FileNotFoundError:
-        raise CLIError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise CLIError(f"{path}: is a directory") from None
-    try:
-        return data.decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise CLIError(f"{path}: line {line}: not UTF-8 text") from None
-
-
 def responses_from_file(path: str) -> list[str]:
-    """One response per line; blank lines are skipped."""
-    responses = [line.strip() for line in _read_text(path) if line.strip()]
+    """One response per line, blank lines skipped (a regular file, size-capped, streamed)."""
+    from bank_store.files import iter_input_lines
+
+    responses = [line.strip() for _, line in iter_input_lines(path) if line.strip()]
     if not responses:
         raise CLIError(f"{path}: no responses in the file (one per line expected)")
     return responses
@@ -144,9 +132,7 @@ def cmd_profile_show(args) -> int:
 
 def cmd_profile_delete(args) -> int:
     with open_bank(args) as bank:
-        bank.get_profile(args.name)  # a missing profile fails before any backup
-        backup = bank.backup()
-        bank.delete_profile(args.name)
+        backup = bank.delete_profile(args.name, backup=True)  # backed up inside its write lock
     print(inert(f"deleted profile {args.name!r} (backup: {backup})"))
     return 0
 
@@ -218,6 +204,13 @@ def _register_bank(subparsers) -> None:
     p.add_argument("backup")
     p.set_defaults(func=cmd_bank_restore)
 
+    p = sub.add_parser("recover", help="salvage a damaged bank into a new file",
+                       description="Copy what SQLite can still read from a damaged bank into a "
+                       "new bank file (default: the backups folder). The damaged bank is kept "
+                       "as it is.")
+    p.add_argument("--to", metavar="PATH")
+    p.set_defaults(func=cmd_bank_recover)
+
 
 def cmd_bank_import(args) -> int:
     from bank_store.formats import import_file
@@ -234,6 +227,8 @@ def cmd_bank_import(args) -> int:
 def cmd_bank_export(args) -> int:
     from bank_store.formats import export_native, export_paper
 
+    if not args.file.strip():
+        raise CLIError("give the file to export to (an empty name was given)")
     with open_bank(args) as bank:
         if args.format == "paper":
             n = export_paper(bank, args.profile, args.file)
@@ -285,18 +280,19 @@ def _parse_add_line(text: str, where: str) -> dict:
 def cmd_bank_add(args) -> int:
     from bank_store import BankError
 
+    from bank_store.files import iter_input_lines
+
     def lines():
         if args.jsonl == "-":
-            # stdin is streamed: each line is stored as soon as it arrives
-            for number, line in enumerate(sys.stdin, start=1):
-                yield number, line
+            # stdin is streamed: each line is stored as soon as it arrives (lines capped)
+            yield from iter_input_lines("-", max_bytes=None, allow_stdin=True)
         else:
-            # a file is checked whole first, so a bad line stores nothing
-            rows = list(enumerate(_read_text(args.jsonl), start=1))
-            for number, line in rows:
+            # a file is checked whole first (streamed, size-capped), so a bad line stores
+            # nothing; then read again to store
+            for number, line in iter_input_lines(args.jsonl):
                 if line.strip():
                     _parse_add_line(line, f"{args.jsonl}: line {number}")
-            yield from rows
+            yield from iter_input_lines(args.jsonl)
 
     added = 0
     with open_bank(args) as bank:
@@ -347,7 +343,26 @@ def cmd_bank_restore(args) -> int:
     if not source.is_file():
         raise CLIError(f"{args.backup}: backup not found")
     with open_bank(args) as bank:
-        safety = bank.backup()
-        bank.restore_backup(source)
+        safety = bank.restore_backup(source)  # validated first; safety taken inside the lock
     print(inert(f"restored the bank from {source} (the previous bank was saved to {safety})"))
+    return 0
+
+
+def cmd_bank_recover(args) -> int:
+    from bank_store.backups import recover
+    from bank_store.files import make_private_dirs
+    from cm_desktop.paths import backups_dir
+
+    damaged = bank_location(args)
+    if args.to:
+        dest = Path(args.to).expanduser()
+    else:
+        from bank_store import utc_now
+
+        stamp = utc_now().replace(":", "").replace("-", "").replace("+0000", "Z")
+        dest = make_private_dirs(backups_dir()) / f"{damaged.stem}-recovered-{stamp}.sqlite3"
+    copied = recover(damaged, dest)
+    print(inert(f"recovered {copied.get('ratings', 0)} ratings in {copied.get('profiles', 0)} "
+                f"profiles into {dest}; the damaged bank is kept at {damaged}. To use the "
+                f"copy: cm --bank {dest} ... (or move it into the damaged bank's place)"))
     return 0

@@ -28,7 +28,7 @@ def test_profiles_create_get_list_update_delete(bank):
     assert q.description == "new" and q.responses[-1] == "extra" and q.fingerprint == "fp1"
     assert q.updated >= p.updated
     with pytest.raises(ProfileExistsError, match="already exists"):
-        bank.create_profile("P", ["a"])
+        bank.create_profile("P", ["a", "b"])
     bank.delete_profile("P")
     with pytest.raises(ProfileNotFoundError, match="no profile named 'P'"):
         bank.get_profile("P")
@@ -169,7 +169,7 @@ def test_transaction_groups_calls_and_rolls_back_on_error(small_bank):
     with pytest.raises(RuntimeError):
         with small_bank.transaction():
             small_bank.add_rating("P", "x", A, B)
-            small_bank.create_profile("Q", ["q"])
+            small_bank.create_profile("Q", ["q", "r"])
             raise RuntimeError("boom")
     assert raw_rows(small_bank.path) == before
     with pytest.raises(BankError, match="read-only"):

@@ -87,7 +87,7 @@ def test_must_show_create_import_export_paper_gives_back_the_mapping(capsys, ban
                     str(BANKING_DATA))[0] == 0
     code, out, _ = run_main(capsys, *b, "bank", "import", str(BANKING_PAPER), "--profile",
                             "banking77")
-    assert code == 0 and "imported 247 ratings" in out and "66/155" in out
+    assert code == 0 and "imported 247 ratings" in out and "66 of 155" in out
     exported = tmp_path / "back.json"
     code, out, _ = run_main(capsys, *b, "bank", "export", str(exported), "--profile",
                             "banking77", "--format", "paper")
@@ -106,11 +106,11 @@ def test_import_dry_run_merge_and_undo(capsys, bank_file, responses_file, tmp_pa
                                  "free text": ["request refund"]}), encoding="utf-8")
     code, out, _ = run_main(capsys, *b, "bank", "import", str(paper), "--profile", "P",
                             "--dry-run")
-    assert code == 0 and "dry run" in out and "add 3 ratings" in out
+    assert code == 0 and "dry run" in out and "New ratings: 3" in out
     assert DiscrepancyBank(bank_file).rating_count("P") == 0
     assert run_main(capsys, *b, "bank", "import", str(paper), "--profile", "P")[0] == 0
     code, out, _ = run_main(capsys, *b, "bank", "import", str(paper), "--profile", "P")
-    assert "imported 0 ratings" in out and "skip 3 already present" in out
+    assert "imported 0 ratings" in out and "Duplicates skipped: 3" in out
     code, out, _ = run_main(capsys, *b, "bank", "undo", "--profile", "P", "-n", "2")
     assert code == 0 and "removed 2 ratings" in out
     assert DiscrepancyBank(bank_file).rating_count("P") == 1
@@ -151,11 +151,11 @@ def test_malformed_and_mismatched_imports_are_one_line_and_change_nothing(
     run_main(capsys, *b, "profile", "create", "P", "--responses", str(responses_file))
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "cm-desktop-bank", "version": 1, "profile": {"name": "P"}, '
-                   '"responses": ["a"], "ratings": [{"instance": 3}]}', encoding="utf-8")
+                   '"responses": ["a", "b"], "ratings": [{"instance": 3}]}', encoding="utf-8")
     code, _, err = run_main(capsys, *b, "bank", "import", str(bad), "--profile", "P")
     assert_one_line_error(code, err, "ratings[0]")
     other = DiscrepancyBank(tmp_path / "other.sqlite3")
-    other.create_profile("P", ["something else"])
+    other.create_profile("P", ["something else", "another"])
     other.add_rating("P", "q", "something else", "something else")
     from bank_store.formats import export_native
 

@@ -77,7 +77,7 @@ def test_bank_wal_shm_and_backup_are_owner_only_whatever_the_umask(tmp_path, mas
         assert file_mode(backups_dir()) == 0o700
         paths = [bank_path(), tmp_path / "new-dir" / "bank.sqlite3"]
         for path in paths:
-            bank = DiscrepancyBank(path)
+            bank = DiscrepancyBank(path, backup_dir=backups_dir())
             bank.create_profile("P", RESPONSES)
             _fill(bank, "P", "q", 5)
             # The connection is still open: the WAL and its index exist now.
@@ -119,9 +119,11 @@ def test_api_replace_import_takes_a_backup_first_and_restore_brings_it_back(tmp_
     from bank_store import DiscrepancyBank
     from bank_store.formats import import_file
 
+    from cm_desktop.paths import backups_dir
+
     replacement = _other_bank_file(tmp_path)
     path = tmp_path / "bank.sqlite3"
-    bank = DiscrepancyBank(path)
+    bank = DiscrepancyBank(path, backup_dir=backups_dir())
     bank.create_profile("P", RESPONSES)
     _fill(bank, "P", "original", 30)
     bank.undo_last("P", 2)  # history with gaps, not just one insert
