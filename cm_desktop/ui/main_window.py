@@ -221,7 +221,7 @@ class MainWindow(QMainWindow):
     # ---- file menu ---------------------------------------------------------------------------
     def import_bank(self):
         try:
-            from cm_desktop.ui.import_export import run_import_dialog
+            from cm_desktop.ui.import_dialog import run_import_dialog
         except ImportError as exc:
             self.ctx.show_error(self, "Import is not available", exc)
             return None
@@ -229,7 +229,7 @@ class MainWindow(QMainWindow):
 
     def export_bank(self):
         try:
-            from cm_desktop.ui.import_export import run_export_dialog
+            from cm_desktop.ui.export_dialog import run_export_dialog
         except ImportError as exc:
             self.ctx.show_error(self, "Export is not available", exc)
             return None

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from cm_desktop.ui.import_export import ExportDialog, ImportDialog
+from cm_desktop.ui.export_dialog import ExportDialog
+from cm_desktop.ui.import_dialog import ImportDialog
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 PAPER_BANK = SHARED / "memory_banks" / "Memory_Masking_banking77_0.05_0.7_1.json"
@@ -278,7 +279,8 @@ def test_file_menu_entry_points_run_the_modal_dialogs(app_ctx, bank, qtbot, tmp_
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    from cm_desktop.ui.import_export import run_export_dialog, run_import_dialog
+    from cm_desktop.ui.export_dialog import run_export_dialog
+    from cm_desktop.ui.import_dialog import run_import_dialog
 
     _fill(bank, "orig", ["alpha", "beta", "gamma"])
     app_ctx.set_profile("orig")

@@ -1,67 +1,27 @@
-"""Import and export dialogs for both bank formats (native JSON[.gz] and the paper's memory bank).
+"""The import dialog: preview, then apply, for both bank formats (native JSON[.gz] and the paper's
+memory bank).
 
 Import is preview-then-apply: `read_bank_file` + `plan_import` (no writes) run in a background op
 and the person sees what would change; only Import runs `apply_import` (one transaction). A
 response-set mismatch needs an explicit choice first. A bad file shows the BankFileError's message
-and location in the dialog and the bank is untouched. File pickers are Qt's own
-(DontUseNativeDialog) and injectable, so tests set fields and call the accept slots.
+and location in the dialog and the bank is untouched.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
-from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
-                               QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit,
-                               QMessageBox, QPlainTextEdit, QPushButton, QRadioButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import QSignalBlocker, QTimer, Signal
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLineEdit, QPlainTextEdit, QRadioButton,
+                               QVBoxLayout, QWidget)
 
+from cm_desktop.ui.bank_file_widgets import (FileChooser, choose_bank_file, describe_error,
+                                             path_with_browse, radio_column, show_summary)
 from cm_desktop.ui.plain import plain_label
 
-FileChooser = Callable[[QWidget], "str | None"]
-BANK_FILE_FILTER = "Bank files (*.json *.json.gz *.gz);;All files (*)"
 _LIST_PREVIEW = 12  # names shown per list in the preview before "and N more"
 _NOT_IMPORTING = "Not importing: the response sets differ. Pick keep or union to go on."
-
-
-def _choose(parent: QWidget, title: str, *, save: bool, suggested: str = "") -> str | None:
-    """A Qt (non-native) file dialog: same look everywhere and scriptable offscreen."""
-    dialog = QFileDialog(parent, title, suggested)
-    dialog.setOption(QFileDialog.DontUseNativeDialog, True)
-    dialog.setNameFilter(BANK_FILE_FILTER)
-    dialog.setAcceptMode(QFileDialog.AcceptSave if save else QFileDialog.AcceptOpen)
-    dialog.setFileMode(QFileDialog.AnyFile if save else QFileDialog.ExistingFile)
-    if dialog.exec() != QDialog.Accepted or not dialog.selectedFiles():
-        return None
-    return dialog.selectedFiles()[0]
-
-
-def _radio_column(parent: QWidget, *rows) -> QWidget:
-    """Exclusive radio buttons stacked in a column; a row may be a layout holding one."""
-    group = QButtonGroup(parent)
-    box = QWidget()
-    column = QVBoxLayout(box)
-    column.setContentsMargins(0, 0, 0, 0)
-    for row in rows:
-        if isinstance(row, QRadioButton):
-            group.addButton(row)
-            column.addWidget(row)
-        else:
-            group.addButton(row.itemAt(0).widget())
-            column.addLayout(row)
-    return box
-
-
-def _path_row(edit: QLineEdit, on_browse) -> QHBoxLayout:
-    browse = QPushButton("Browse…")
-    browse.clicked.connect(on_browse)
-    row = QHBoxLayout()
-    row.addWidget(edit, 1)
-    row.addWidget(browse)
-    return row
 
 
 def _names(items, limit: int = _LIST_PREVIEW) -> str:
@@ -72,14 +32,6 @@ def _names(items, limit: int = _LIST_PREVIEW) -> str:
         lines.append(f"    … and {len(items) - limit} more")
     return "\n".join(lines)
 
-
-def describe_error(exc: BaseException) -> str:
-    """A bank file error as a person reads it: where, then what."""
-    location = getattr(exc, "location", None)
-    message = getattr(exc, "message", None) or str(exc)
-    path = getattr(exc, "path", None)
-    where = ", ".join(p for p in (path, f"at {location}" if location else None) if p)
-    return f"{where}: {message}" if where else message
 
 
 # ----- import: the background part (no Qt) ----------------------------------------------------
@@ -228,7 +180,7 @@ class ImportDialog(QDialog):
     def _build(self) -> None:
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("A bank file: native .json / .json.gz, or a paper memory bank .json")
-        path_row = _path_row(self.path_edit, self.browse)
+        path_row = path_with_browse(self.path_edit, self.browse)
         self.format_combo = QComboBox()
         for text, value in FORMATS:
             self.format_combo.addItem(text, value)
@@ -242,12 +194,12 @@ class ImportDialog(QDialog):
         new_row = QHBoxLayout()
         new_row.addWidget(self.new_radio)
         new_row.addWidget(self.new_name_edit, 1)
-        target_box = _radio_column(self, self.current_radio, new_row)
+        target_box = radio_column(self, self.current_radio, new_row)
         (self.current_radio if current else self.new_radio).setChecked(True)
 
         self.merge_radio = QRadioButton("Merge (add what is new, skip duplicates)")
         self.replace_radio = QRadioButton("Replace the profile's ratings (a backup is taken)")
-        mode_box = _radio_column(self, self.merge_radio, self.replace_radio)
+        mode_box = radio_column(self, self.merge_radio, self.replace_radio)
         self.merge_radio.setChecked(True)
 
         self.mismatch_box = QGroupBox("The response sets differ: what should happen?")
@@ -328,7 +280,7 @@ class ImportDialog(QDialog):
 
     def browse(self) -> None:
         path = (self.file_chooser(self) if self.file_chooser
-                else _choose(self, "Import bank", save=False, suggested=self.path_edit.text()))
+                else choose_bank_file(self, "Import bank", save=False, suggested=self.path_edit.text()))
         if path:
             self.path_edit.setText(str(path))
             self.refresh_preview()
@@ -463,150 +415,10 @@ class ImportDialog(QDialog):
         return text
 
 
-# ----- export dialog --------------------------------------------------------------------------
-
-
-def export_bank(bank, profile: str, path: str, fmt: str) -> int:
-    """Write the file (runs in the background); returns ratings (native) or pairs (paper) written."""
-    from bank_store.formats import export_native, export_paper
-
-    return (export_native if fmt == "native" else export_paper)(bank, profile, path)
-
-
-class ExportDialog(QDialog):
-    exported = Signal(object)  # (path, fmt, count)
-    export_failed = Signal(object)
-
-    def __init__(self, ctx, parent: QWidget | None = None, *, path: str | None = None,
-                 file_chooser: FileChooser | None = None) -> None:
-        super().__init__(parent)
-        self.ctx = ctx
-        self.file_chooser = file_chooser
-        self.result_info: tuple[str, str, int] | None = None  # path, format, count
-        self._exported_profile = ""
-        self._op = None
-        self._overwrite_ok: str | None = None
-        self.setWindowTitle("Export bank")
-        profile = ctx.profile or ""
-        self.native_radio = QRadioButton("Native (every rating, with instances and times)")
-        self.paper_radio = QRadioButton("Paper memory bank ({model response: [user responses]}, no counts)")
-        fmt_box = _radio_column(self, self.native_radio, self.paper_radio)
-        self.native_radio.setChecked(True)
-        self.gzip_box = QCheckBox("Compress (gzip, .gz)")
-        self.path_edit = QLineEdit(path or str(Path.home() / f"{_safe_file_stem(profile)}-bank.json"))
-        path_row = _path_row(self.path_edit, self.browse)
-        self.gzip_box.toggled.connect(self._sync_suffix)
-        self.status_label = plain_label("", selectable=True)
-
-        form = QFormLayout()
-        form.addRow(plain_label("Profile"), plain_label(profile or "(none selected)"))
-        form.addRow(plain_label("Format"), fmt_box)
-        form.addRow(plain_label(""), self.gzip_box)
-        form.addRow(plain_label("File"), path_row)
-        self.buttons = QDialogButtonBox()
-        self.export_button = self.buttons.addButton("Export", QDialogButtonBox.AcceptRole)
-        self.buttons.addButton(QDialogButtonBox.Cancel)
-        self.export_button.clicked.connect(self.start_export)
-        self.buttons.rejected.connect(self.reject)
-        self.export_button.setEnabled(bool(profile))
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.status_label)
-        layout.addWidget(self.buttons)
-        self.resize(560, 220)
-
-    def format(self) -> str:
-        return "paper" if self.paper_radio.isChecked() else "native"
-
-    def _sync_suffix(self, gzip_on: bool) -> None:
-        text = self.path_edit.text().strip()
-        if text and gzip_on != text.endswith(".gz"):
-            self.path_edit.setText(text + ".gz" if gzip_on else text[:-3])
-
-    def browse(self) -> None:
-        path = (self.file_chooser(self) if self.file_chooser
-                else _choose(self, "Export bank", save=True, suggested=self.path_edit.text()))
-        if path:
-            self.path_edit.setText(str(path))
-            self.gzip_box.setChecked(str(path).endswith(".gz"))
-            self._overwrite_ok = str(Path(path).expanduser())  # the save dialog asked already
-
-    def start_export(self):
-        """The accept slot: export in the background; returns the op (or None if nothing to do)."""
-        profile = self.ctx.profile
-        path = self.path_edit.text().strip()
-        if not profile:
-            self.status_label.setText("There is no current profile to export.")
-            return None
-        if not path:
-            self.status_label.setText("Choose where to save the file.")
-            return None
-        path = str(Path(path).expanduser())
-        if self.gzip_box.isChecked() and not path.endswith(".gz"):
-            path += ".gz"
-        if not Path(path).parent.is_dir():
-            self.status_label.setText(f"The folder {Path(path).parent} does not exist.")
-            return None
-        if Path(path).exists() and path != self._overwrite_ok:
-            # A typed path could replace a file by accident: the second press confirms.
-            self._overwrite_ok = path
-            self.status_label.setText(f"{path} already exists: press Export again to replace it.")
-            return None
-        fmt = self.format()
-        self.export_button.setEnabled(False)
-        self.status_label.setText("Exporting…")
-        self._op = self.ctx.run(
-            export_bank, self.ctx.bank, profile, path, fmt, label="Exporting the bank", parent=self,
-            on_success=lambda n: self._done(path, fmt, n, profile), on_failure=self._failed,
-        )
-        return self._op
-
-    def _done(self, path: str, fmt: str, count: int, profile: str) -> None:
-        self.result_info, self._exported_profile = (path, fmt, int(count)), profile
-        self.status_label.setText(self.summary())
-        self.ctx.status_message.emit(self.summary())
-        self.exported.emit(self.result_info)
-        self.accept()
-
-    def _failed(self, exc: BaseException) -> None:
-        self.export_button.setEnabled(True)
-        self.status_label.setText(f"Export failed: {describe_error(exc)}")
-        self.export_failed.emit(exc)
-
-    def summary(self) -> str:
-        if self.result_info is None:
-            return ""
-        path, fmt, count = self.result_info
-        what = f"{count} ratings" if fmt == "native" else f"{count} model response → response pairs"
-        return f"Exported {what} of profile {self._exported_profile!r} to {path} ({fmt} format)."
-
-
-def _safe_file_stem(name: str) -> str:
-    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.")
-    return stem or "profile"
-
-
-def _show_summary(parent: QWidget | None, title: str, text: str) -> None:
-    box = QMessageBox(QMessageBox.Information, title, "", QMessageBox.Ok, parent)
-    box.setTextFormat(Qt.PlainText)
-    box.setText(text)
-    box.exec()
-
-
 def run_import_dialog(ctx, parent: QWidget | None = None):
     """File ▸ Import bank…: modal dialog, then a summary. Returns the ImportReport, or None."""
     dialog = ImportDialog(ctx, parent)
     if dialog.exec() == QDialog.Accepted and dialog.report is not None:
-        _show_summary(parent, "Import finished", dialog.summary())
+        show_summary(parent, "Import finished", dialog.summary())
         return dialog.report
     return None
-
-
-def run_export_dialog(ctx, parent: QWidget | None = None) -> None:
-    """File ▸ Export bank…: modal dialog, then a summary of what was written."""
-    if not ctx.profile:
-        _show_summary(parent, "Export bank", "There is no current profile to export: create or choose one first.")
-        return
-    dialog = ExportDialog(ctx, parent)
-    if dialog.exec() == QDialog.Accepted and dialog.result_info is not None:
-        _show_summary(parent, "Export finished", dialog.summary())
