@@ -77,6 +77,7 @@ def child_stall(n_import: int) -> None:
     from bank_store import DiscrepancyBank, formats
     from cm_desktop.app import create_app_window, start_up
     from cm_desktop.settings import Settings
+    from cm_desktop.ui.ops import BankWrite, ModelJob
     from cm_desktop.ui.resource_files import SAMPLE_PROFILE_NAME, sample_responses
 
     app = QApplication([])
@@ -108,7 +109,7 @@ def child_stall(n_import: int) -> None:
     ctx.bank.add_rating(SAMPLE_PROFILE_NAME, "When will my card arrive?", "activate my card", "card arrival")
     ctx.bank_changed.emit(SAMPLE_PROFILE_NAME)
     window.rate_view.queue.clear()      # only our work on the inference thread while measuring
-    warm = ctx.inference.submit(lambda ec, cancel=None: ec.engine_for(SAMPLE_PROFILE_NAME).index.encode_query("x"))
+    warm = ModelJob(ctx, lambda job: job.session.engine_for(SAMPLE_PROFILE_NAME).index.encode_query("x")).run()
     wait(lambda: warm.done)
 
     ticks = []
@@ -120,10 +121,10 @@ def child_stall(n_import: int) -> None:
     ticks.append(time.perf_counter())
     timer.start()
     t0 = time.perf_counter()
-    ctx.inference.submit(lambda ec, cancel=None: ec.engine_for(SAMPLE_PROFILE_NAME).decide("Where is my new card?"),
-                         on_success=lambda t: done.setdefault("query_s", time.perf_counter() - t0))
-    ctx.run(formats.import_file, ctx.bank, native, "Imported",
-            on_success=lambda r: done.setdefault("import_s", time.perf_counter() - t0))
+    (ModelJob(ctx, lambda job: job.session.engine_for(SAMPLE_PROFILE_NAME).decide("Where is my new card?"))
+     .success(lambda t: done.setdefault("query_s", time.perf_counter() - t0)).run())
+    (BankWrite(ctx, lambda job: formats.import_file(job.bank, native, "Imported"), profile="Imported")
+     .success(lambda r: done.setdefault("import_s", time.perf_counter() - t0)).run())
     wait(lambda: len(done) == 2)
     timer.stop()
     ticks.append(time.perf_counter())

@@ -96,7 +96,8 @@ def main(argv=None) -> int:
 def _bench_table_sort(sizes) -> None:
     from PySide6.QtCore import QSortFilterProxyModel, Qt
 
-    from cm_desktop.ui.bank_view import COL_COUNT, COL_MODEL, SORT_ROLE, BankEntry, BankFilterProxy, BankTableModel
+    from cm_desktop.cm.bank_summary import BankEntry
+    from cm_desktop.ui.bank_table import COL_COUNT, COL_MODEL, SORT_ROLE, BankFilterProxy, BankTableModel
 
     print(f"{'entries':>9} {'proxy sort ms':>14} {'keyed sort ms':>14} {'speed-up':>9}")
     for r in sizes:

@@ -58,26 +58,28 @@ def create_app_window(bank_path: str | Path | None = None, *, settings=None):
 
 def start_up(ctx, window, *, load_model: bool = True, on_ready=None) -> None:
     """First-start work after the window shows: sample profile, profile list, then the model."""
+    from cm_desktop.ui.ops import BankWrite, FileTask
     from cm_desktop.ui.resource_files import SAMPLE_PROFILE_NAME, ensure_sample_profile, sample_queries
 
     if ctx.settings.load_problem:
         ctx.show_error(window, "Settings were reset", ValueError(ctx.settings.load_problem))
 
-    def prepare():
-        ensure_sample_profile(ctx.bank)
-        return [p.name for p in ctx.bank.list_profiles()]
+    def prepare(job):
+        ensure_sample_profile(job.bank)
+        return [p.name for p in job.bank.list_profiles()]
 
     def prepared(names):
         wanted = ctx.settings.last_profile if ctx.settings.last_profile in names else (
             SAMPLE_PROFILE_NAME if SAMPLE_PROFILE_NAME in names else names[0])
         window.refresh_profiles(select=wanted)
         if wanted == SAMPLE_PROFILE_NAME and not window.rate_view.queue and window.rate_view.current is None:
-            ctx.run(sample_queries, label="Loading sample queries", parent=window,
-                    on_success=lambda qs: window.rate_view.load_queries(qs, source="the Banking77 sample"))
+            (FileTask(window, lambda job: sample_queries()).labelled("Loading sample queries")
+             .success(lambda qs: window.rate_view.load_queries(qs, source="the Banking77 sample")).run())
         if on_ready:
             on_ready()
 
-    ctx.run(prepare, label="Opening the bank", on_success=prepared, parent=window)
+    (BankWrite(window, prepare, profile=SAMPLE_PROFILE_NAME).with_progress("Opening the bank")
+     .success(prepared).run())
     if load_model:
         try:
             config = ctx.settings.backend_config()
@@ -88,7 +90,7 @@ def start_up(ctx, window, *, load_model: bool = True, on_ready=None) -> None:
         def failed(exc):
             ctx.show_error(window, "The model could not be loaded", exc)
 
-        ctx.inference.load_backend(config, on_failure=failed, parent=window)
+        ctx.inference.load_backend(config, on_failure=failed)
 
 
 def main(argv: list[str] | None = None) -> int:

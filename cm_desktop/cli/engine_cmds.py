@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
+
+from tqdm import tqdm
 
 from cm_desktop.cli import CLIError, open_bank
 
@@ -46,29 +47,30 @@ def _load_backend(args):
     return load_backend(cfg)
 
 
+_BAR_FORMAT = "{desc} {n_fmt}/{total_fmt} {percentage:3.0f}% {bar} elapsed {elapsed} ETA {remaining}"
+
+
 class Progress:
-    """`label  done/total  pct  elapsed  ETA` on stderr, redrawn in place on a terminal."""
+    """A tqdm progress bar on stderr, fed by the engine's `progress(done, total)` callbacks
+    (redrawn in place on a terminal; tqdm also writes it when stderr is a file or pipe)."""
 
     def __init__(self, label: str, stream=None) -> None:
         self.label = label
         self.stream = stream or sys.stderr
-        self.t0 = time.perf_counter()
-        self._last = 0.0
+        self._bar = None
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if done < total and now - self._last < 0.5:
-            return
-        self._last = now
-        elapsed = now - self.t0
-        eta = elapsed / done * (total - done) if done else 0.0
-        tty = getattr(self.stream, "isatty", lambda: False)()
-        line = (f"{self.label} {done}/{total} {100 * done / max(total, 1):5.1f}% "
-                f"elapsed {elapsed:6.0f}s ETA {eta:6.0f}s")
-        self.stream.write(("\r" + line) if tty else line + "\n")
-        if tty and done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=self.label, file=self.stream, mininterval=0.5,
+                             dynamic_ncols=True, bar_format=_BAR_FORMAT)
+        self._bar.update(done - self._bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _strategies(text: str) -> list[str]:

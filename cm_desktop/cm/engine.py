@@ -49,17 +49,21 @@ class Trace:
         return d
 
     def explain(self) -> str:
-        """A few lines a person can read (`/why` in the terminal chat)."""
-        lines = [f"query: {self.query}",
-                 f"strategy {self.strategy}, memory {self.variant}: rule {self.rule}",
-                 f"model said: {self.model_response}   (top: "
-                 + ", ".join(f"{r} {p:.2f}" for r, p in self.model_top) + ")",
-                 "bank candidates for it: "
-                 + (", ".join(f"{r} x{n}" for r, n in self.candidates) or "none (never rated)")]
+        """What was decided and why, in a few lines (the Chat view's Why panel, `/why` in `cm chat`)."""
+        def short(text: str, limit: int = 70) -> str:
+            text = " ".join(text.split())
+            return text if len(text) <= limit else text[:limit - 1] + "…"
+
+        lines = [f"Raw model response:  {self.model_response}",
+                 "Top of p(y'|x):      " + ", ".join(f"{r} {p:.2f}" for r, p in self.model_top[:5]),
+                 "Bank candidates C(y'): " + (", ".join(f"{r} ×{n}" for r, n in self.candidates)
+                                              or "none (you have not rated this model response yet)")]
         if self.neighbours:
-            lines.append("nearest rated: " + "; ".join(
-                f"'{x}' -> {y} ({s:.2f})" for x, y, s in self.neighbours[:3]))
-        lines.append(f"chosen: {self.chosen}   ({self.passes} model passes, {self.seconds:.2f} s)")
+            lines.append("Nearest rated:")
+            lines.extend(f"   “{short(x)}” → {y}  (similarity {s:.2f})" for x, y, s in self.neighbours[:5])
+        lines.append(f"Memory {self.variant}, strategy {self.strategy}: rule {self.rule}")
+        lines.append(f"Answer chosen: {self.chosen}   ·   {self.passes} model pass"
+                     f"{'es' if self.passes != 1 else ''}, {self.seconds:.2f} s")
         return "\n".join(lines)
 
 

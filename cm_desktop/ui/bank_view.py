@@ -1,264 +1,73 @@
 """The Bank view: the profile's bank entries as a table, its transition matrix as a heatmap, and stats.
 
-Everything read from SQLite is read in a background op (`load_snapshot`) and handed to the widgets
-whole, so the GUI thread never queries the bank. A newer load supersedes an older one: results of a
-stale load are dropped. Deleting an entry removes the whole (y', y) pair and pushes an undo command
-onto the app-wide stack; its undo restores exactly the removed ratings (same ids).
+Everything read from SQLite is read in a background query (`cm.bank_summary.load_snapshot`) and
+handed to the widgets whole, so the GUI thread never queries the bank. A newer load supersedes an
+older one (its result is dropped). Deleting an entry removes the whole (y', y) pair through the
+app's write queue and pushes an undo command onto the app-wide stack at once, so the stack's
+order is the order of the key presses; its undo restores exactly the removed ratings (same ids).
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, field
-from typing import Any
-
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
+import shiboken6
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut, QUndoCommand
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGridLayout, QGroupBox, QHBoxLayout,
                                QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea, QSplitter,
                                QTableView, QVBoxLayout, QWidget)
 
-from cm_desktop.ui.heatmap import TransitionHeatmap, tooltip_markup
+from cm_desktop.cm.bank_summary import BankSnapshot, load_snapshot, remove_pairs
+from cm_desktop.ui.bank_table import (COL_AGREES, COL_COUNT, COL_MODEL, COL_SHARE, COL_USER,
+                                      BankFilterProxy, BankTableModel)
+from cm_desktop.ui.heatmap import TransitionHeatmap
+from cm_desktop.ui.ops import BankQuery, BankWrite
 from cm_desktop.ui.plain import plain_label
-
-# ----- data, loaded off the GUI thread (no Qt objects) ----------------------------------------
-
-
-@dataclass(frozen=True)
-class BankEntry:
-    model_response: str
-    user_response: str
-    count: int
-    share: float  # of the ratings whose model response is this one
-    agrees: bool  # y' == y: the model already gave what the user meant
-
-
-@dataclass
-class BankSnapshot:
-    profile: str
-    responses: list[str]
-    entries: list[BankEntry]
-    matrix: Any  # bank_store.TransitionMatrix
-    stats: dict = field(default_factory=dict)
-
-
-def load_snapshot(bank, profile: str, cancel=None) -> BankSnapshot:
-    """Everything the view shows, read in one go (runs on a worker thread)."""
-    from cm_desktop.cancel import check
-
-    # One read transaction: the table, the heatmap and the stats describe the same bank state
-    # even while the Rate view is writing.
-    with bank.transaction(write=False):
-        prof = bank.get_profile(profile)
-        counts = bank.counts(profile)
-        check(cancel)
-        matrix = bank.transition_matrix(profile)
-        stats = bank.stats(profile)
-    check(cancel)
-    totals: dict[str, int] = {}
-    for (model_response, _user), n in counts.items():
-        totals[model_response] = totals.get(model_response, 0) + int(n)
-    order = {r: i for i, r in enumerate(prof.responses)}
-    # Response-set order first, raw model responses after; within one model response, biggest first.
-    keys = sorted(counts, key=lambda k: (k[0] not in order, order.get(k[0], 0), k[0], -counts[k], order.get(k[1], 1 << 30), k[1]))
-    entries = [
-        BankEntry(y_model, y_user, int(counts[(y_model, y_user)]),
-                  counts[(y_model, y_user)] / totals[y_model] if totals[y_model] else 0.0,
-                  y_model == y_user)
-        for (y_model, y_user) in keys
-    ]
-    return BankSnapshot(profile=profile, responses=list(prof.responses), entries=entries, matrix=matrix, stats=stats)
-
-
-def remove_pairs(bank, profile: str, pairs: list[tuple[str, str]]) -> list:
-    """Remove whole bank entries, all or none (one transaction); returns the removed ratings."""
-    removed = []
-    with bank.transaction(write=True):
-        for model_response, user_response in pairs:
-            removed.extend(bank.remove_pair(profile, model_response, user_response))
-    return removed
-
-
-def compute_agreement(bank, profile: str, cancel=None, progress=None) -> dict:
-    """`leave_one_out_agreement` with cancel/progress passed only if the engine's version takes them."""
-    from cm_desktop.cm.evaluate import leave_one_out_agreement
-
-    try:
-        params = inspect.signature(leave_one_out_agreement).parameters
-    except (TypeError, ValueError):
-        params = {}
-    kwargs = {}
-    if "cancel" in params:
-        kwargs["cancel"] = cancel
-    if "progress" in params:
-        kwargs["progress"] = progress
-    return leave_one_out_agreement(bank, profile, **kwargs)
-
-
-# ----- the table ------------------------------------------------------------------------------
-
-COLUMNS = ("Model response", "You meant", "Count", "Share", "Agrees")
-COL_MODEL, COL_USER, COL_COUNT, COL_SHARE, COL_AGREES = range(5)
-SORT_ROLE = Qt.UserRole + 1
-
-
-def _sort_key(column: int):
-    """Key for one column; ties broken by the pair's text so the order is stable and total."""
-    return {
-        COL_MODEL: lambda e: (e.model_response.casefold(), e.user_response.casefold()),
-        COL_USER: lambda e: (e.user_response.casefold(), e.model_response.casefold()),
-        COL_COUNT: lambda e: e.count,
-        COL_SHARE: lambda e: (e.share, e.count),
-        COL_AGREES: lambda e: (e.agrees, e.count),
-    }[column]
-
-
-def _sorted_entries(entries: list[BankEntry], column: int, order) -> list[BankEntry]:
-    """Sorted by `column`; equal numbers keep A→Z text order in either direction (two stable passes)."""
-    out = sorted(entries, key=_sort_key(COL_MODEL))
-    if column == COL_MODEL:
-        return out[::-1] if order == Qt.DescendingOrder else out
-    return sorted(out, key=_sort_key(column), reverse=order == Qt.DescendingOrder)
-
-
-class BankTableModel(QAbstractTableModel):
-    """One row per bank entry (y', y). DisplayRole is plain text; SORT_ROLE gives values to sort by.
-
-    The model sorts itself with Python's sort on a key (the proxy hands `sort` down): the proxy's own
-    sort calls data() twice per comparison, which took 0.3 s for 1,000 entries and 9 s for 20,000
-    on the GUI thread; a keyed sort takes milliseconds.
-    """
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._entries: list[BankEntry] = []
-        self._sort: tuple[int, Qt.SortOrder] | None = None
-
-    def set_entries(self, entries: list[BankEntry]) -> None:
-        self.beginResetModel()
-        self._entries = list(entries)
-        if self._sort is not None:
-            self._entries = _sorted_entries(self._entries, *self._sort)
-        self.endResetModel()
-
-    def sort(self, column: int, order: Qt.SortOrder = Qt.AscendingOrder) -> None:
-        if not 0 <= column < len(COLUMNS):
-            return
-        self._sort = (column, order)
-        self.layoutAboutToBeChanged.emit()
-        old = {id(e): i for i, e in enumerate(self._entries)}
-        self._entries = _sorted_entries(self._entries, column, order)
-        # keep selections and the current row on the same entries
-        moved = {old[id(e)]: i for i, e in enumerate(self._entries)}
-        persistent = self.persistentIndexList()
-        self.changePersistentIndexList(
-            persistent, [self.index(moved[i.row()], i.column()) for i in persistent])
-        self.layoutChanged.emit()
-
-    def entry(self, row: int) -> BankEntry:
-        return self._entries[row]
-
-    def entries(self) -> list[BankEntry]:
-        return list(self._entries)
-
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt name)
-        return 0 if parent.isValid() else len(self._entries)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802
-        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
-            return COLUMNS[section]
-        return None
-
-    def data(self, index: QModelIndex, role=Qt.DisplayRole):
-        if not index.isValid():
-            return None
-        e = self._entries[index.row()]
-        col = index.column()
-        if role == Qt.ToolTipRole and col in (COL_MODEL, COL_USER):
-            # QToolTip guesses rich text: bank text goes in escaped so `<img ...>` stays characters
-            return tooltip_markup(e.model_response if col == COL_MODEL else e.user_response)
-        if role == Qt.DisplayRole:
-            if col == COL_MODEL:
-                return e.model_response
-            if col == COL_USER:
-                return e.user_response
-            if col == COL_COUNT:
-                return str(e.count)
-            if col == COL_SHARE:
-                return f"{100.0 * e.share:.0f}%"
-            if col == COL_AGREES:
-                return "yes" if e.agrees else "no"
-        if role == SORT_ROLE:
-            return (e.model_response.casefold(), e.user_response.casefold(), e.count, e.share, int(e.agrees))[col]
-        if role == Qt.TextAlignmentRole and col in (COL_COUNT, COL_SHARE):
-            return int(Qt.AlignRight | Qt.AlignVCenter)
-        return None
-
-
-class BankFilterProxy(QSortFilterProxyModel):
-    """Filters (case-insensitively, either response's text); sorting is the source model's."""
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.setSortRole(SORT_ROLE)
-        self._needle = ""
-
-    def sort(self, column: int, order: Qt.SortOrder = Qt.AscendingOrder) -> None:
-        # The proxy stays unsorted (source order, filtered); the source sorts with a key.
-        self.sourceModel().sort(column, order)
-
-    def set_filter_text(self, text: str) -> None:
-        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9 (invalidateFilter is deprecated there)
-            self.beginFilterChange()
-            self._needle = text.strip().casefold()
-            self.endFilterChange()
-        else:
-            self._needle = text.strip().casefold()
-            self.invalidateFilter()
-
-    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:  # noqa: N802
-        if not self._needle:
-            return True
-        entry = self.sourceModel().entry(source_row)
-        return self._needle in entry.model_response.casefold() or self._needle in entry.user_response.casefold()
-
-
-# ----- undo -----------------------------------------------------------------------------------
 
 
 class RemoveEntriesCommand(QUndoCommand):
-    """Undo of a deletion restores the removed ratings; redo removes the same pairs again.
+    """Removes whole bank entries; undo restores the removed ratings, redo removes the pairs again.
 
-    The first redo (QUndoStack.push calls it) does nothing: the removal already ran in the background
-    before the command was pushed, so the stack only records what happened.
+    What was removed is recorded on the write thread, where the undo that follows reads it: the
+    write queue runs them in order however fast they are pressed.
     """
 
-    def __init__(self, ctx, profile: str, pairs: list[tuple[str, str]], removed: list) -> None:
-        n = len(removed)
+    def __init__(self, ctx, profile: str, pairs: list[tuple[str, str]], on_removed=None,
+                 parent_widget=None) -> None:
         what = f"{pairs[0][0]} → {pairs[0][1]}" if len(pairs) == 1 else f"{len(pairs)} bank entries"
-        super().__init__(f"Delete {what} ({n} rating{'s' if n != 1 else ''})")
-        self._ctx, self._profile, self._pairs, self._removed = ctx, profile, list(pairs), list(removed)
-        self._first_redo = True
+        super().__init__(f"Delete {what}")
+        self.ctx, self._profile, self._pairs = ctx, profile, list(pairs)
+        self._removed: list = []
+        self._on_removed = on_removed
+        self._parent = parent_widget
+
+    def _owner(self):
+        return self._parent if self._parent is not None else self.ctx
 
     def redo(self) -> None:
-        if self._first_redo:
-            self._first_redo = False
-            return
-        ctx, profile = self._ctx, self._profile
+        profile, pairs = self._profile, self._pairs
 
-        def done(removed):
-            self._removed = list(removed)
-            ctx.bank_changed.emit(profile)
+        def remove(job):
+            self._removed = remove_pairs(job.bank, profile, pairs)
+            return list(self._removed)
 
-        ctx.run(remove_pairs, ctx.bank, profile, self._pairs, label="Deleting bank entries", on_success=done)
+        def removed(ratings):
+            n = len(ratings)
+            what = f"{pairs[0][0]} → {pairs[0][1]}" if len(pairs) == 1 else f"{len(pairs)} bank entries"
+            if shiboken6.isValid(self):   # the stack deletes a command a new push made unreachable
+                self.setText(f"Delete {what} ({n} rating{'s' if n != 1 else ''})")
+            if self._on_removed is not None:
+                self._on_removed(n)
+
+        BankWrite(self._owner(), remove, profile=profile).labelled("Deleting bank entries").success(removed).run()
 
     def undo(self) -> None:
-        ctx, profile = self._ctx, self._profile
-        ctx.run(ctx.bank.restore_ratings, profile, list(self._removed), label="Restoring bank entries",
-                on_success=lambda _n: ctx.bank_changed.emit(profile))
+        profile = self._profile
+
+        def restore(job):
+            ratings, self._removed = self._removed, []
+            return job.bank.restore_ratings(profile, ratings) if ratings else 0
+
+        BankWrite(self._owner(), restore, profile=profile).labelled("Restoring bank entries").run()
 
 
 # ----- the view -------------------------------------------------------------------------------
@@ -284,7 +93,6 @@ class BankView(QWidget):
         self.ctx = ctx
         self.snapshot: BankSnapshot | None = None
         self.agreement: dict | None = None
-        self._generation = 0
         self._load_op = None
         self._agreement_op = None
         self._build()
@@ -438,42 +246,43 @@ class BankView(QWidget):
         """Reload the current profile's data in the background (a newer call supersedes this one)."""
         self._refresh_timer.stop()
         self._stale = False
-        self._generation += 1
-        generation = self._generation
-        for op in (self._load_op, self._agreement_op):
-            if op is not None and not op.done:
-                op.cancel()
+        if self._agreement_op is not None and not self._agreement_op.done:
+            self._agreement_op.cancel()   # it describes the bank before this change
         profile = self.ctx.profile
         if not profile:
+            if self._load_op is not None and not self._load_op.done:
+                self._load_op.cancel()
             self._show(None)
             return
         self.title.setText(f"Bank of profile “{profile}” (loading…)")
-        self._load_op = self.ctx.run(
-            load_snapshot, self.ctx.bank, profile, label="Reading the bank", parent=self,
-            on_success=lambda snap: self._loaded(generation, snap),
-            on_failure=lambda exc: self._load_failed(generation, profile, exc),
-        )
+        self._load_op = (BankQuery(self, lambda job: load_snapshot(job.bank, profile, job.cancel))
+                         .supersedes((id(self), "snapshot"))
+                         .with_progress("Reading the bank")
+                         .success(self._loaded)
+                         .failure(lambda exc: self._load_failed(profile, exc))
+                         .run())
 
     def is_loading(self) -> bool:
         """A reload is scheduled or running (what tests and the status bar wait on)."""
         return self._refresh_timer.isActive() or (self._load_op is not None and not self._load_op.done)
 
-    def _loaded(self, generation: int, snap: BankSnapshot) -> None:
-        if generation != self._generation:
-            return  # a newer load is on its way
+    def _loaded(self, snap: BankSnapshot) -> None:
+        from cm_desktop.cm.evaluate import leave_one_out_agreement
+
         self._show(snap)
         self.agreement = None
         self.agreement_label.setText("computing…")
-        self._agreement_op = self.ctx.run(
-            compute_agreement, self.ctx.bank, snap.profile, label="Agreement with me", parent=self,
-            cancellable=True, progress_after_ms=10**9,  # the stats row shows it; no dialog needed
-            on_success=lambda result: self._agreement_done(generation, result),
-            on_failure=lambda exc: self._agreement_failed(generation, exc),
-        )
+        profile = snap.profile
+        # The stats row shows that it is computing; no progress indicator is needed.
+        self._agreement_op = (BankQuery(self, lambda job: leave_one_out_agreement(job.bank, profile,
+                                                                                  cancel=job.cancel))
+                              .supersedes((id(self), "agreement"))
+                              .labelled("Agreement with me")
+                              .success(self._agreement_done)
+                              .failure(self._agreement_failed)
+                              .run())
 
-    def _load_failed(self, generation: int, profile: str, exc: BaseException) -> None:
-        if generation != self._generation:
-            return
+    def _load_failed(self, profile: str, exc: BaseException) -> None:
         self._show(None)
         # Said in place (and in the status bar), not as a dialog: the view retries on the next change.
         self.title.setText(f"Could not read the bank of “{profile}”: {exc}")
@@ -531,16 +340,12 @@ class BankView(QWidget):
             return f"{_pct(frac)} ({round(frac * n_responses)} of {n_responses} responses)"
         return _pct(frac)
 
-    def _agreement_done(self, generation: int, result: dict) -> None:
-        if generation != self._generation:
-            return
+    def _agreement_done(self, result: dict) -> None:
         self.agreement = dict(result)
         self.agreement_label.setText(self.agreement_text(self.agreement))
         self.agreement_loaded.emit(self.agreement)
 
-    def _agreement_failed(self, generation: int, exc: BaseException) -> None:
-        if generation != self._generation:
-            return
+    def _agreement_failed(self, exc: BaseException) -> None:
         # Not worth a dialog: the rest of the view is fine; say why in place.
         self.agreement_label.setText(f"not available ({type(exc).__name__}: {exc})")
         self.agreement_loaded.emit(exc)
@@ -581,12 +386,10 @@ class BankView(QWidget):
         if not profile or not pairs:
             return
         self.delete_button.setEnabled(False)
+        self.delete_pairs(profile, pairs)
 
-        def done(removed):
-            if removed:
-                self.ctx.undo_stack().push(RemoveEntriesCommand(self.ctx, profile, pairs, removed))
-            self.ctx.bank_changed.emit(profile)
-            self.entries_deleted.emit(len(removed))
-
-        self.ctx.run(remove_pairs, self.ctx.bank, profile, pairs, label="Deleting bank entries",
-                     parent=self, on_success=done)
+    def delete_pairs(self, profile: str, pairs: list[tuple[str, str]]) -> None:
+        """Remove these entries (undoably); `entries_deleted(n)` follows once the write is done."""
+        self.ctx.undo_stack().push(RemoveEntriesCommand(self.ctx, profile, pairs,
+                                                        on_removed=self.entries_deleted.emit,
+                                                        parent_widget=self))

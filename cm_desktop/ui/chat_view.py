@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
@@ -29,32 +29,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cm_desktop.cm.choices import filter_responses
 from cm_desktop.cm.strategies import chat_messages
+from cm_desktop.ui.ops import BankQuery, ModelJob
 from cm_desktop.ui.plain import one_line, plain_label, set_plain
-from cm_desktop.ui.rate_view import filter_responses
 from cm_desktop.ui.rating_commands import AddRatingCommand
-
-
-def why_text(trace) -> str:
-    lines = [f"Raw model response:  {trace.model_response}",
-             "Top of p(y'|x):      " + ", ".join(f"{r} {p:.2f}" for r, p in trace.model_top[:5])]
-    if trace.candidates:
-        lines.append("Bank candidates C(y'): " + ", ".join(f"{r} ×{n}" for r, n in trace.candidates))
-    else:
-        lines.append("Bank candidates C(y'): none (you have not rated this model response yet)")
-    if trace.neighbours:
-        lines.append("Nearest rated:")
-        for x, y, sim in trace.neighbours[:5]:
-            lines.append(f"   “{one_line(x, 70)}” → {y}  (similarity {sim:.2f})")
-    lines.append(f"Rule: {trace.rule}   ·   memory {trace.variant}, strategy {trace.strategy}")
-    lines.append(f"Chosen: {trace.chosen}   ·   {trace.passes} model pass{'es' if trace.passes != 1 else ''}, "
-                 f"{trace.seconds:.2f} s")
-    return "\n".join(lines)
-
-
-class _StreamRelay(QObject):
-    """Carries streamed tokens from the inference thread to the GUI thread (queued)."""
-    chunk = Signal(int, str, str)     # reply id, which answer ("personal"/"raw"), text
 
 
 class PickResponseDialog(QDialog):
@@ -160,7 +139,7 @@ class ReplyWidget(QFrame):
     def set_trace(self, trace) -> None:
         self.trace = trace
         set_plain(self.header, f"→ {trace.chosen}")
-        set_plain(self.why_panel, why_text(trace))
+        set_plain(self.why_panel, trace.explain())
         for b in (self.why_button, self.raw_button, self.up_button, self.down_button):
             b.setEnabled(True)
         if trace.chosen == trace.model_response:
@@ -212,8 +191,6 @@ class ChatView(QWidget):
         self._ids = itertools.count(1)
         self._ops: list = []                 # running ops of this view (Stop cancels them)
         self.pick_dialog: PickResponseDialog | None = None
-        self._relay = _StreamRelay(self)
-        self._relay.chunk.connect(self._on_chunk, Qt.QueuedConnection)
         self._responses: list[str] = []
         self._build()
         ctx.profile_changed.connect(self._load_responses)
@@ -226,8 +203,8 @@ class ChatView(QWidget):
                 self._responses = responses
 
         if profile:
-            self.ctx.run(lambda: list(self.ctx.bank.get_profile(profile).responses),
-                         label="Reading the profile", on_success=loaded, parent=self)
+            (BankQuery(self, lambda job: list(job.bank.get_profile(profile).responses))
+             .supersedes((id(self), "responses")).labelled("Reading the profile").success(loaded).run())
 
     def _build(self) -> None:
         outer = QVBoxLayout(self)
@@ -281,8 +258,8 @@ class ChatView(QWidget):
         self._add_message(reply)
         self.replies.append(reply)
 
-        def decide(engine_ctx, cancel=None):
-            return engine_ctx.engine_for(profile).decide(text, cancel=cancel)
+        def decide(job):
+            return job.session.engine_for(profile).decide(text, cancel=job.cancel)
 
         def decided(trace):
             reply.set_trace(trace)
@@ -294,8 +271,9 @@ class ChatView(QWidget):
             reply.set_failed(f"{cause}\n{advice}")
             self.reply_finished.emit(reply)
 
-        op = self.ctx.inference.submit(decide, on_success=decided, on_failure=failed,
-                                       label="Choosing the response", parent=self)
+        op = (ModelJob(self, decide)
+              .with_progress("Choosing the response", cancellable=True)
+              .success(decided).failure(failed).run())
 
         def stopped():
             if op.was_cancelled:
@@ -307,40 +285,30 @@ class ChatView(QWidget):
         return reply
 
     def _stream(self, reply: ReplyWidget, which: str, response: str) -> None:
-        relay, rid = self._relay, reply.reply_id
         settings = self.ctx.settings
         messages = chat_messages(reply.query, response)
 
-        def stream(engine_ctx, cancel=None):
-            pieces = []
-            for piece in engine_ctx.backend.stream_chat(messages, max_tokens=int(settings.max_tokens),
-                                                         temperature=float(settings.temperature), cancel=cancel):
-                if cancel is not None and cancel.cancelled:
-                    break
-                pieces.append(piece)
-                relay.chunk.emit(rid, which, piece)
-            return "".join(pieces)
+        def stream(job):
+            # A generator: each piece reaches `append` on the GUI thread as it comes.
+            yield from job.session.backend.stream_chat(messages, max_tokens=int(settings.max_tokens),
+                                                       temperature=float(settings.temperature),
+                                                       cancel=job.cancel)
+
+        def append(piece: str) -> None:
+            at_bottom = self._at_bottom()
+            reply.append(which, piece)
+            if at_bottom:
+                QTimer.singleShot(0, self._scroll_to_bottom)
 
         def failed(exc):
             from cm_desktop.ui.errors import explain
             reply.append(which, f"\n[{explain(exc)[0]}]")
             self.reply_finished.emit(reply)
 
-        op = self.ctx.inference.submit(stream, on_success=lambda _t: self.reply_finished.emit(reply),
-                                       on_failure=failed, label="Writing the answer", parent=self,
-                                       progress_after_ms=10**9)
+        op = (ModelJob(self, stream).labelled("Writing the answer")
+              .on_yield(append).success(lambda _t: self.reply_finished.emit(reply)).failure(failed).run())
         op.finished.connect(lambda: self.reply_finished.emit(reply) if op.was_cancelled else None)
         self._track(op)
-
-    @Slot(int, str, str)
-    def _on_chunk(self, reply_id: int, which: str, text: str) -> None:
-        for reply in reversed(self.replies):
-            if reply.reply_id == reply_id:
-                at_bottom = self._at_bottom()
-                reply.append(which, text)
-                if at_bottom:
-                    QTimer.singleShot(0, self._scroll_to_bottom)
-                return
 
     def _track(self, op) -> None:
         self._ops.append(op)

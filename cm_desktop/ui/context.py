@@ -1,5 +1,6 @@
 """The one object every view gets: settings, the bank, the inference worker, the current profile,
-app-wide undo, and how errors are shown."""
+app-wide undo, how errors are shown, and `bank_changed(profile)`, announced once after each bank
+write (`ops.BankWrite` emits it; views listen to it)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 from cm_desktop.settings import Settings
 from cm_desktop.ui.errors import explain
-from cm_desktop.ui.workers import BackgroundOp, InferenceWorker, run_op, run_serial_op
+from cm_desktop.ui.inference import InferenceWorker
 
 log = logging.getLogger(__name__)
 
@@ -52,30 +53,6 @@ class AppContext(QObject):
         except (OSError, ValueError):
             log.warning("could not save settings", exc_info=True)
         self.profile_changed.emit(name)
-
-    # -- background work -----------------------------------------------------------------------
-    def run(self, fn, *args, label: str = "", on_success=None, on_failure=None, cancellable: bool = False,
-            parent: QWidget | None = None, progress_after_ms: int = 300, **kw) -> BackgroundOp:
-        if on_failure is None:
-            title = label or "Something went wrong"
-
-            def on_failure(exc, _parent=parent, _title=title):
-                self.show_error(_parent, _title, exc)
-
-        return run_op(fn, *args, parent=parent, on_success=on_success, on_failure=on_failure, label=label,
-                      progress_after_ms=progress_after_ms, cancellable=cancellable, **kw)
-
-    def write(self, fn, *args, label: str = "", on_success=None, on_failure=None, parent: QWidget | None = None,
-              **kw) -> BackgroundOp:
-        """Bank writes whose order matters (a rating, then its undo): one at a time, in order."""
-        if on_failure is None:
-            title = label or "Could not change the bank"
-
-            def on_failure(exc, _parent=parent, _title=title):
-                self.show_error(_parent, _title, exc)
-
-        return run_serial_op(fn, *args, parent=parent, on_success=on_success, on_failure=on_failure,
-                             label=label, **kw)
 
     def undo_stack(self) -> QUndoStack:
         return self._undo

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFormLayout
 
 from cm_desktop.ui.bank_file_widgets import (FileChooser, choose_bank_file, describe_error,
                                              path_with_browse, radio_column, show_summary)
+from cm_desktop.ui.ops import BankQuery
 from cm_desktop.ui.plain import plain_label
 
 
@@ -105,10 +106,9 @@ class ExportDialog(QDialog):
         fmt = self.format()
         self.export_button.setEnabled(False)
         self.status_label.setText("Exporting…")
-        self._op = self.ctx.run(
-            export_bank, self.ctx.bank, profile, path, fmt, label="Exporting the bank", parent=self,
-            on_success=lambda n: self._done(path, fmt, n, profile), on_failure=self._failed,
-        )
+        self._op = (BankQuery(self, lambda job: export_bank(job.bank, profile, path, fmt))
+                    .with_progress("Exporting the bank")
+                    .success(lambda n: self._done(path, fmt, n, profile)).failure(self._failed).run())
         return self._op
 
     def _done(self, path: str, fmt: str, count: int, profile: str) -> None:

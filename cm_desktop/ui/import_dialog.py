@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QDialogButtonBo
 
 from cm_desktop.ui.bank_file_widgets import (FileChooser, choose_bank_file, describe_error,
                                              path_with_browse, radio_column, show_summary)
+from cm_desktop.ui.ops import BankQuery, BankWrite
 from cm_desktop.ui.plain import plain_label
 
 _LIST_PREVIEW = 12  # names shown per list in the preview before "and N more"
@@ -167,7 +168,6 @@ class ImportDialog(QDialog):
         self.preview: ImportPreview | None = None
         self.error: BaseException | None = None
         self.report = None
-        self._generation = 0
         self._preview_op = self._import_op = None
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -307,31 +307,26 @@ class ImportDialog(QDialog):
         self.refresh_preview()
 
     def refresh_preview(self):
-        """Read and plan the import in the background; returns the op (tests wait on it)."""
+        """Read and plan the import in the background; returns the op (tests wait on it).
+
+        A newer preview supersedes this one: its result is dropped."""
         self._debounce.stop()
-        self._generation += 1
-        generation = self._generation
-        if self._preview_op is not None and not self._preview_op.done:
-            self._preview_op.cancel()
         self.import_button.setEnabled(False)
         self.error_label.setText("")
         self.preview_edit.setPlainText("Reading the file…")
         target, creating = self.target_profile()
         choice = self.mismatch_choice()
-        self._preview_op = self.ctx.run(
-            compute_import_preview, self.ctx.bank, self.path_edit.text().strip(),
-            self.format_combo.currentData(), target,
-            "replace" if self.replace_radio.isChecked() else "merge",
-            choice if choice in ("keep", "union") else None, self.ctx.profile, creating,
-            label="Reading the bank file", parent=self,
-            on_success=lambda preview: self._preview_done(generation, preview),
-            on_failure=lambda exc: self._preview_failed(generation, exc),
-        )
+        path, fmt, current = self.path_edit.text().strip(), self.format_combo.currentData(), self.ctx.profile
+        mode = "replace" if self.replace_radio.isChecked() else "merge"
+        on_mismatch = choice if choice in ("keep", "union") else None
+        self._preview_op = (
+            BankQuery(self, lambda job: compute_import_preview(job.bank, path, fmt, target, mode, on_mismatch,
+                                                               current, creating))
+            .supersedes((id(self), "preview")).with_progress("Reading the bank file")
+            .success(self._preview_done).failure(self._preview_failed).run())
         return self._preview_op
 
-    def _preview_done(self, generation: int, preview: ImportPreview) -> None:
-        if generation != self._generation:
-            return
+    def _preview_done(self, preview: ImportPreview) -> None:
         self.preview, self.error, plan = preview, None, preview.plan
         self.preview_edit.setPlainText(preview_text(preview))
         self.mismatch_box.setVisible(bool(plan.mismatch))
@@ -345,9 +340,7 @@ class ImportDialog(QDialog):
             self.error_label.setText(_NOT_IMPORTING)
         self.preview_ready.emit(preview)
 
-    def _preview_failed(self, generation: int, exc: BaseException) -> None:
-        if generation != self._generation:
-            return
+    def _preview_failed(self, exc: BaseException) -> None:
         self.preview, self.error = None, exc
         self.preview_edit.setPlainText("")
         self.mismatch_box.setVisible(False)
@@ -368,16 +361,14 @@ class ImportDialog(QDialog):
         self.import_button.setEnabled(False)
         self.preview_button.setEnabled(False)
         self.cancel_button.setEnabled(False)  # the write is one transaction: it cannot stop halfway
-        self._import_op = self.ctx.run(
-            apply_import, self.ctx.bank, plan, label="Importing the bank file", parent=self,
-            on_success=self._import_done, on_failure=self._import_failed,
-        )
+        self._import_op = (BankWrite(self, lambda job: apply_import(job.bank, plan), profile=plan.profile)
+                           .with_progress("Importing the bank file")
+                           .success(self._import_done).failure(self._import_failed).run())
         return self._import_op
 
     def _import_done(self, report) -> None:
         self.report = report
         profile = report.plan.profile
-        self.ctx.bank_changed.emit(profile)
         if report.plan.create_profile:
             # Show what was just imported. The main window's profile switcher must list the new
             # profile first: its refresh_profiles(select=...) re-reads the list, then selects.

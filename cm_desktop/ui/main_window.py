@@ -29,7 +29,8 @@ from cm_desktop.ui.plain import one_line, plain_label, set_plain
 from cm_desktop.ui.profile_dialog import NewProfileDialog
 from cm_desktop.ui.rate_view import RateView
 from cm_desktop.ui.settings_view import SettingsView
-from cm_desktop.ui.workers import shutdown_ops
+from cm_desktop.ui.background_op import shutdown_ops
+from cm_desktop.ui.ops import BankQuery, BankWrite
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ ONBOARDING_TEXT = (
 
 
 def _bank_view_class():
-    """D2's BankView; a placeholder keeps the window usable if that module fails to import."""
+    """The BankView; a placeholder keeps the window usable if that module fails to import."""
     try:
         from cm_desktop.ui.bank_view import BankView
         return BankView
@@ -181,8 +182,8 @@ class MainWindow(QMainWindow):
                 self.profile_combo.setCurrentIndex(names.index(chosen))
                 self.ctx.set_profile(chosen)
 
-        self.ctx.run(lambda: [p.name for p in self.ctx.bank.list_profiles()], label="Reading profiles",
-                     on_success=listed, parent=self)
+        (BankQuery(self, lambda job: [p.name for p in job.bank.list_profiles()])
+         .supersedes((id(self), "profiles")).labelled("Reading profiles").success(listed).run())
 
     def _profile_chosen(self, index: int) -> None:
         name = self.profile_combo.itemData(index)
@@ -202,9 +203,10 @@ class MainWindow(QMainWindow):
 
         def accepted():
             name, responses, description = dialog.result_value
-            self.ctx.run(self.ctx.bank.create_profile, name, responses, description=description,
-                         label="Creating the profile", parent=self,
-                         on_success=lambda _p: self.refresh_profiles(select=name))
+            (BankWrite(self, lambda job: job.bank.create_profile(name, responses, description=description),
+                       profile=name)
+             .with_progress("Creating the profile")
+             .success(lambda _p: self.refresh_profiles(select=name)).run())
 
         dialog.accepted.connect(accepted)
         dialog.open()

@@ -29,12 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cm_desktop.cm.choices import filter_responses, top_choices
+from cm_desktop.ui.ops import BankQuery, FileTask, ModelJob
 from cm_desktop.ui.plain import one_line, plain_label, set_plain
 from cm_desktop.ui.rating_commands import AddRatingCommand
 from cm_desktop.ui.resource_files import Query, read_queries
 
 PREFETCH = 3           # proposals computed ahead of the current query
-MAX_TOP = 9            # keys 1–9
 
 
 @dataclass
@@ -45,34 +46,17 @@ class QueueItem:
     requested: bool = False
     error: BaseException | None = None
     fingerprint: str | None = None  # the model that proposed it
+    job: object = None              # the proposal's BackgroundOp while it runs
+
+    def forget_proposal(self) -> None:
+        """Drop the proposal and any still being computed (its result will not arrive)."""
+        if self.job is not None and not self.job.done:
+            self.job.cancel()
+        self.trace, self.need, self.requested, self.error, self.job = None, None, False, None, None
 
     @property
     def text(self) -> str:
         return self.query.text
-
-
-def filter_responses(responses, text: str) -> list[str]:
-    """Responses containing every word typed (case-insensitive), prefix matches first."""
-    words = text.lower().split()
-    if not words:
-        return list(responses)
-    hits = [r for r in responses if all(w in r.lower() for w in words)]
-    return sorted(hits, key=lambda r: (not r.lower().startswith(words[0]), 0))
-
-
-def top_choices(trace, limit: int = MAX_TOP) -> list[tuple[str, float]]:
-    """The model's best responses, most likely first, for keys 1–9."""
-    if trace is None:
-        return []
-    ranked = sorted(getattr(trace, "scores", {}).items(), key=lambda kv: -kv[1])
-    if len(ranked) < len(trace.model_top):
-        ranked = list(trace.model_top)
-    seen, out = set(), []
-    for response, p in [(trace.model_response, dict(ranked).get(trace.model_response, 0.0))] + ranked:
-        if response not in seen:
-            seen.add(response)
-            out.append((response, float(p)))
-    return out[:limit]
 
 
 class _KeyRouter(QObject):
@@ -118,7 +102,6 @@ class RateView(QWidget):
         self.n_rated = 0
         self.n_agreed = 0
         self.n_skipped = 0
-        self._generation = 0       # bumps on profile/settings change: older proposals are dropped
         self._responses: list[str] = []
         self._strategy = ctx.settings.strategy
         self._build()
@@ -216,8 +199,9 @@ class RateView(QWidget):
     def _on_profile_changed(self, profile: str) -> None:
         self._responses = []
         if profile:
-            self.ctx.run(lambda: list(self.ctx.bank.get_profile(profile).responses), label="Reading the profile",
-                         on_success=self._set_responses, parent=self)
+            (BankQuery(self, lambda job: list(job.bank.get_profile(profile).responses))
+             .supersedes((id(self), "responses")).labelled("Reading the profile")
+             .success(self._set_responses).run())
         self._restart_proposals()
 
     def settings_applied(self) -> None:
@@ -233,9 +217,8 @@ class RateView(QWidget):
 
     def _restart_proposals(self) -> None:
         """Proposals belong to one profile and one model: drop them and ask again."""
-        self._generation += 1
         for item in ([self.current] if self.current else []) + self.queue:
-            item.trace, item.need, item.requested, item.error = None, None, False, None
+            item.forget_proposal()
         self._show_current()
         self._prefetch()
 
@@ -244,7 +227,7 @@ class RateView(QWidget):
         after the load (the inference thread is FIFO)."""
         for item in ([self.current] if self.current else []) + self.queue:
             if item.error is not None or (item.trace is not None and item.fingerprint != fingerprint):
-                item.trace, item.need, item.requested, item.error = None, None, False, None
+                item.forget_proposal()
         self._show_current()
         self._prefetch()
 
@@ -263,7 +246,7 @@ class RateView(QWidget):
             self.ctx.settings.last_dataset = str(path)
             self.load_queries(queries, source=str(path).rsplit("/", 1)[-1])
 
-        self.ctx.run(read_queries, path, label="Opening the dataset", on_success=loaded, parent=self)
+        FileTask(self, lambda job: read_queries(path)).with_progress("Opening the dataset").success(loaded).run()
 
     def choose_dataset(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a dataset of queries", self.ctx.settings.last_dataset,
@@ -298,20 +281,19 @@ class RateView(QWidget):
             if item.requested:
                 continue
             item.requested = True
-            self._request(item, profile, self._generation)
+            self._request(item, profile)
 
-    def _request(self, item: QueueItem, profile: str, generation: int) -> None:
+    def _request(self, item: QueueItem, profile: str) -> None:
         coverage = self.coverage_box.isChecked()
 
-        def propose(engine_ctx, cancel=None):
-            engine = engine_ctx.engine_for(profile)
-            trace = engine.propose(item.text, cancel=cancel)
+        def propose(job):
+            engine = job.session.engine_for(profile)
+            trace = engine.propose(item.text, cancel=job.cancel)
             need = engine.coverage_need(trace) if coverage else None
-            return trace, need, getattr(engine_ctx.backend, "fingerprint", None)
+            return trace, need, getattr(job.session.backend, "fingerprint", None)
 
         def done(result):
-            if generation != self._generation:
-                return
+            item.job = None
             item.trace, item.need, item.fingerprint = result
             item.error = None
             if item is self.current:
@@ -320,14 +302,13 @@ class RateView(QWidget):
                 self._advance()
 
         def failed(exc):
-            if generation != self._generation:
-                return
+            item.job = None
             item.error = exc
             if item is self.current:
                 self._show_current()
 
-        self.ctx.inference.submit(propose, on_success=done, on_failure=failed,
-                                  label="Proposing an answer", parent=self, progress_after_ms=10**9)
+        # A profile or strategy change calls item.forget_proposal(), which drops this result.
+        item.job = ModelJob(self, propose).labelled("Proposing an answer").success(done).failure(failed).run()
 
     def _advance(self) -> None:
         """Make the next query current: the neediest ready one with coverage order, else the first."""

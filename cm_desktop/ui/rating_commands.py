@@ -1,7 +1,8 @@
 """Adding a rating as an undoable command on the app-wide stack (Rate and Chat both use it).
 
-The bank writes run on the serial write thread, so an undo always runs after the add it undoes;
-the rating the add returned is recorded on the worker thread, before the undo can read it.
+The bank writes go through the app's one write queue (`ops.BankWrite`), so an undo always runs
+after the add it undoes; the rating the add returned is recorded on the write thread, before the
+undo can read it. The write announces `bank_changed`, so the views refresh themselves.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Callable
 
 from PySide6.QtGui import QUndoCommand
 
+from cm_desktop.ui.ops import BankWrite
 from cm_desktop.ui.plain import one_line
 
 
@@ -36,52 +38,41 @@ class AddRatingCommand(QUndoCommand):
         self._on_redone = on_redone
         self._parent = parent_widget
 
+    def _write(self, fn, label: str, on_success) -> None:
+        owner = self._parent if self._parent is not None else self.ctx
+        BankWrite(owner, fn, profile=self.profile).labelled(label).success(on_success).run()
+
     def redo(self) -> None:
-        bank, profile = self.ctx.bank, self.profile
+        profile = self.profile
 
         if self._first:
             self._first = False
 
-            def add():
-                self.rating = bank.add_rating(profile, self.instance, self.model_response, self.user_response,
-                                              source=self.source, strategy=self.strategy,
-                                              fingerprint=self.fingerprint)
+            def add(job):
+                self.rating = job.bank.add_rating(profile, self.instance, self.model_response,
+                                                  self.user_response, source=self.source,
+                                                  strategy=self.strategy, fingerprint=self.fingerprint)
                 return self.rating
 
-            def added(rating):
-                self.ctx.bank_changed.emit(profile)
-                if self._on_added:
-                    self._on_added(rating)
-
-            self.ctx.write(add, label="Saving the rating", on_success=added, parent=self._parent)
+            self._write(add, "Saving the rating", lambda rating: self._on_added and self._on_added(rating))
             return
 
-        def restore():
+        def restore(job):
             if self._removed is not None:
-                bank.restore_ratings(profile, [self._removed])
+                job.bank.restore_ratings(profile, [self._removed])
                 self.rating, self._removed = self._removed, None
             return self.rating
 
-        def restored(rating):
-            self.ctx.bank_changed.emit(profile)
-            if self._on_redone:
-                self._on_redone(rating)
-
-        self.ctx.write(restore, label="Redoing the rating", on_success=restored, parent=self._parent)
+        self._write(restore, "Redoing the rating", lambda rating: self._on_redone and self._on_redone(rating))
 
     def undo(self) -> None:
-        bank, profile = self.ctx.bank, self.profile
+        profile = self.profile
 
-        def remove():
+        def remove(job):
             if self.rating is None:      # the add failed: nothing to remove
                 return None
-            self._removed = bank.remove_rating(profile, self.rating.id)
+            self._removed = job.bank.remove_rating(profile, self.rating.id)
             self.rating = None
             return self._removed
 
-        def removed(rating):
-            self.ctx.bank_changed.emit(profile)
-            if self._on_undone:
-                self._on_undone(rating)
-
-        self.ctx.write(remove, label="Undoing the rating", on_success=removed, parent=self._parent)
+        self._write(remove, "Undoing the rating", lambda rating: self._on_undone and self._on_undone(rating))

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from cm_desktop.settings import STRATEGIES, VARIANTS
+from cm_desktop.ui.ops import FileTask
 from cm_desktop.ui.plain import plain_label, set_plain
 
 BACKEND_LABELS = {"llama_cpp": "llama.cpp (GGUF file, on this computer)",
@@ -209,8 +210,8 @@ class SettingsView(QWidget):
             self._status(self.model_status, f"Not usable: {exc}")
             self.ctx.show_error(self, "This model file cannot be used", exc)
 
-        return self.ctx.run(validate_model_file, path, label="Checking the model file", on_success=ok,
-                            on_failure=bad, parent=self)
+        return (FileTask(self, lambda job: validate_model_file(path)).with_progress("Checking the model file")
+                .success(ok).failure(bad).run())
 
     # ---- key -----------------------------------------------------------------------------------
     def save_key(self) -> None:
@@ -219,7 +220,7 @@ class SettingsView(QWidget):
             self._status(self.key_status, "Type a key first.")
             return
 
-        def store():
+        def store(job):
             from cm_desktop import credentials
 
             credentials.set_api_key(key, base_url=url or None)
@@ -229,7 +230,7 @@ class SettingsView(QWidget):
             self.key_edit.clear()
             self._status(self.key_status, "Key saved in the system keyring.")
 
-        self.ctx.run(store, label="Saving the API key", on_success=stored, parent=self)
+        FileTask(self, store).with_progress("Saving the API key").success(stored).run()
 
     # ---- apply ---------------------------------------------------------------------------------
     def apply(self) -> None:
@@ -256,7 +257,7 @@ class SettingsView(QWidget):
         if self.key_edit.text().strip():
             self.save_key()
         after = (s.backend_kind, s.model_path, s.hf_model, s.openai_base_url, s.openai_model)
-        if after != before or not self.ctx.inference.engine_ctx.has_backend:
+        if after != before or not self.ctx.inference.session.has_backend:
             self.reload_backend()
         else:
             set_plain(self.status_label, "Saved.")
@@ -277,4 +278,4 @@ class SettingsView(QWidget):
             set_plain(self.status_label, "Saved, but the model did not load.")
             self.ctx.show_error(self, "The model could not be loaded", exc)
 
-        return self.ctx.inference.load_backend(config, on_success=loaded, on_failure=failed, parent=self)
+        return self.ctx.inference.load_backend(config, on_success=loaded, on_failure=failed)

@@ -80,7 +80,7 @@ def test_profile_create_list_show_delete(capsys, bank_file, responses_file):
 
 
 @pytest.mark.skipif(not BANKING_PAPER.exists(), reason="../shared is not beside the repo")
-def test_must_show_create_import_export_paper_gives_back_the_mapping(capsys, bank_file,
+def test_create_import_export_paper_gives_back_the_mapping(capsys, bank_file,
                                                                       tmp_path):
     b = ["--bank", str(bank_file)]
     assert run_main(capsys, *b, "profile", "create", "banking77", "--from-dataset",

@@ -67,9 +67,11 @@ def test_a_bank_entry_changes_the_decision(llama_backend, profile_bank):
     profile_bank.add_rating("p", "play something relaxing", y_model, "music" if target != "music"
                             else "weather")
     again = _engine(llama_backend, profile_bank, variant="paper").decide(QUERY)
-    if again.model_response == y_model:
-        assert again.rule == "paper-rechoose" and again.passes == 2
-        assert again.chosen in {c for c, _ in again.candidates}
+    # the model's own pass does not read the bank: the same query gives the same y' (as above)
+    assert again.model_response == y_model
+    assert len(again.candidates) == 2
+    assert again.rule == "paper-rechoose" and again.passes == 2
+    assert again.chosen in {c for c, _ in again.candidates}
 
 
 def test_strategies_count_their_passes(llama_backend, profile_bank):

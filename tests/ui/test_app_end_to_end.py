@@ -1,4 +1,4 @@
-"""Issue 4's end-to-end, on the real window, the real Gemma model and a real SQLite bank:
+"""End to end, on the real window, the real Gemma model and a real SQLite bank:
 rate five queries (keys as a user presses them) → the bank changes → undo/redo → chat on a
 similar query uses the new rating (visible in Why) → 👍 → export → import into a fresh profile
 shows the same bank."""
@@ -49,7 +49,7 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path):
             qtbot.keyClick(rate.filter_edit, Qt.Key_Return)
             chosen = model_said
         elif action == "2":
-            from cm_desktop.ui.rate_view import top_choices
+            from cm_desktop.cm.choices import top_choices
             chosen = top_choices(item.trace)[1][0]
             qtbot.keyClick(rate.filter_edit, Qt.Key_2)
         else:
@@ -70,7 +70,9 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path):
     # Ctrl+Z undoes the last rating in the bank and brings its query back; Redo restores it
     last_query = list(expected)[-1]
     window.undo_action.trigger()
-    qtbot.waitUntil(lambda: bank.rating_count("Test") == 4, timeout=10_000)
+    # the bank write comes first, then the view puts the query back: wait for both
+    qtbot.waitUntil(lambda: bank.rating_count("Test") == 4 and rate.current is not None
+                    and rate.current.text == last_query, timeout=10_000)
     assert rate.current is not None and rate.current.text == last_query
     window.redo_action.trigger()
     qtbot.waitUntil(lambda: bank.rating_count("Test") == 5, timeout=10_000)
@@ -137,13 +139,15 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path):
 
     # export, then import into a fresh profile: the same bank
     from bank_store import formats
+    from cm_desktop.ui.ops import BankQuery, BankWrite
 
     export_path = tmp_path / "export.json"
     done = []
-    ctx.run(formats.export_native, bank, "Test", export_path, on_success=done.append)
+    BankQuery(window, lambda job: formats.export_native(job.bank, "Test", export_path)).success(done.append).run()
     qtbot.waitUntil(lambda: bool(done), timeout=10_000)
     done.clear()
-    ctx.run(formats.import_file, bank, export_path, "Imported copy", on_success=done.append)
+    (BankWrite(window, lambda job: formats.import_file(job.bank, export_path, "Imported copy"), profile="Imported copy")
+     .success(done.append).run())
     qtbot.waitUntil(lambda: bool(done), timeout=10_000)
     assert bank.counts("Imported copy") == bank.counts("Test")
     assert bank.rating_count("Imported copy") == 6

@@ -41,7 +41,7 @@ def app_ctx(bank, qtbot):
     ctx = AppContext(Settings(), bank)
     yield ctx
     ctx.inference.stop()
-    from cm_desktop.ui.workers import shutdown_ops
+    from cm_desktop.ui.background_op import shutdown_ops
 
     shutdown_ops()
 

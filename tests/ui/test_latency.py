@@ -46,6 +46,7 @@ class GapRecorder:
 @pytest.mark.slow
 def test_no_gui_stall_during_cm_query_and_import(app_window, llama_backend, qtbot, tmp_path):
     from bank_store import formats
+    from cm_desktop.ui.ops import BankWrite, ModelJob
     from cm_desktop.ui.resource_files import sample_responses
 
     ctx, window = app_window("Test")
@@ -55,7 +56,7 @@ def test_no_gui_stall_during_cm_query_and_import(app_window, llama_backend, qtbo
     ctx.bank.add_rating("Test", "When will my card arrive?", "activate my card", "card arrival")
     ctx.inference.use_backend(llama_backend)
     # warm up: the engine and its embedder exist before we measure (first use loads them once)
-    warm = ctx.inference.submit(lambda ec, cancel=None: ec.engine_for("Test").index.encode_query("hello"))
+    warm = ModelJob(ctx, lambda job: job.session.engine_for("Test").index.encode_query("hello")).run()
     qtbot.waitUntil(lambda: warm.done, timeout=120_000)
 
     collections = []                    # (generation, ms) of GC passes while measuring, for the report
@@ -72,9 +73,10 @@ def test_no_gui_stall_during_cm_query_and_import(app_window, llama_backend, qtbo
     gc.callbacks.append(on_gc)
     recorder.start()
     traces, reports = [], []
-    ctx.inference.submit(lambda ec, cancel=None: ec.engine_for("Test").decide("Where is my new card?", cancel=cancel),
-                         on_success=traces.append)
-    ctx.run(formats.import_file, ctx.bank, native, "Imported", on_success=reports.append, parent=window)
+    (ModelJob(ctx, lambda job: job.session.engine_for("Test").decide("Where is my new card?", cancel=job.cancel))
+     .success(traces.append).run())
+    (BankWrite(window, lambda job: formats.import_file(job.bank, native, "Imported"), profile="Imported")
+     .success(reports.append).run())
     qtbot.waitUntil(lambda: bool(traces) and bool(reports), timeout=180_000)
     gaps = recorder.stop()
     gc.callbacks.remove(on_gc)

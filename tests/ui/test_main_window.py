@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QMetaObject, QObject, Qt
+from PySide6.QtWidgets import QDialog
 
 from cm_desktop.cancel import Cancelled
 from cm_desktop.settings import Settings
+from cm_desktop.ui.ops import BankQuery, FileTask, ModelJob
 from cm_desktop.ui.resource_files import SAMPLE_PROFILE_NAME, sample_queries, sample_responses
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,14 +117,13 @@ def test_bad_dataset_shows_a_dialog_and_the_app_stays_usable(app_window, qtbot, 
 def test_long_op_shows_progress_with_cancel_in_status_bar(app_window, qtbot):
     ctx, window = app_window("Test")
 
-    def slow(progress=None, cancel=None):
+    def slow(job):
         for i in range(2000):
-            if cancel.cancelled:
-                raise Cancelled()
-            progress(i, 2000, f"step {i}")
-            time.sleep(0.005)
+            job.check()
+            job.progress(i, 2000, f"step {i}")
+            time.sleep(0.005)   # the work under test: it must run long enough to be cancelled
 
-    op = ctx.run(slow, label="Slow work", cancellable=True, parent=window, progress_after_ms=50)
+    op = FileTask(window, slow).with_progress("Slow work", cancellable=True).run()
     qtbot.waitUntil(lambda: window.op_progress.isVisible() and window.op_cancel.isVisible(), timeout=5000)
     qtbot.waitUntil(lambda: window.op_progress.value() > 0, timeout=5000)
     qtbot.mouseClick(window.op_cancel, Qt.LeftButton)
@@ -137,22 +138,20 @@ def test_closing_the_window_stops_running_work(app_window, qtbot):
     bank_running = threading.Event()
     stopped = []
 
-    def model_job(engine_ctx, cancel=None):
+    def model_job(job):
         running.set()
-        while not cancel.cancelled:
-            time.sleep(0.005)
+        job.cancel.wait()   # until the window's close cancels it
         stopped.append("model")
         raise Cancelled()
 
-    def bank_job(cancel=None):
+    def bank_job(job):
         bank_running.set()
-        while not cancel.cancelled:
-            time.sleep(0.005)
+        job.cancel.wait()
         stopped.append("bank")
         raise Cancelled()
 
-    ctx.inference.submit(model_job)
-    ctx.run(bank_job, cancellable=True)
+    ModelJob(window, model_job).run()
+    BankQuery(window, bank_job).run()
     # Both jobs must be running (not just queued) when the window closes: that is the case
     # under test; a queued job is dropped without running, which left "bank" out at random.
     assert running.wait(5) and bank_running.wait(5)
@@ -207,9 +206,23 @@ def test_chat_keys_and_a_clear_reply_when_no_model(app_window, qtbot):
     assert not reply.up_button.isEnabled() and not reply.down_button.isEnabled()
 
 
+class _RejectModalDialogs(QObject):
+    """Closes each modal dialog as soon as it is shown, noting its class (the menu actions run
+    the dialogs' own event loops, so the test reacts to the Show event instead of waiting)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Show and isinstance(obj, QDialog) and obj.isModal():
+            self.seen.append(type(obj).__name__)
+            QMetaObject.invokeMethod(obj, "reject", Qt.QueuedConnection)
+        return False
+
+
 @pytest.mark.timeout(120)
 def test_file_menu_opens_import_and_export_dialogs(app_window, qtbot):
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     ctx, window = app_window("Test")
@@ -218,16 +231,12 @@ def test_file_menu_opens_import_and_export_dialogs(app_window, qtbot):
     assert texts == ["Import bank…", "Export bank…", "Open dataset…", "Quit"]
     assert window.quit_action.shortcut().toString() == "Ctrl+Q"
     assert window.undo_action.shortcut().toString() == "Ctrl+Z"
-    seen = []
-
-    def close_modal():
-        dialog = QApplication.activeModalWidget()
-        seen.append(type(dialog).__name__ if dialog else None)
-        if dialog is not None:
-            dialog.reject()
-
-    for action in (window.import_action, window.export_action):
-        QTimer.singleShot(500, close_modal)
-        action.trigger()                    # D2's dialogs are modal: this returns once closed
-    assert seen == ["ImportDialog", "ExportDialog"]
+    closer = _RejectModalDialogs()
+    QApplication.instance().installEventFilter(closer)
+    try:
+        for action in (window.import_action, window.export_action):
+            action.trigger()                    # the dialogs are modal: this returns once closed
+    finally:
+        QApplication.instance().removeEventFilter(closer)
+    assert closer.seen == ["ImportDialog", "ExportDialog"]
     assert ctx.bank.rating_count("Test") == 0
