@@ -13,9 +13,12 @@ Durability and concurrency choices (why):
 - The file is created 0600 before SQLite opens it; SQLite gives -wal/-shm the same mode. Only a
   regular file (or a new one) is opened: `/dev/null` or a FIFO is refused before SQLite could
   create a journal beside it.
-- The first open runs `PRAGMA quick_check` (about 0.1 s for 100k ratings, see
+- Opening runs `PRAGMA quick_check` (0.2 s of CPU for 100k ratings, see
   benchmarks/RESULTS.md): a damaged bank is refused with BankDamagedError before anything reads
-  or writes it, so nothing is written into a damaged file; `backups.recover` salvages it.
+  or writes it; with check=False (the GUI, which checks in the background) the first write
+  runs the check itself, so nothing is ever written into a damaged file. `backups.recover`
+  salvages one. quick_check finds broken pages and b-trees, not an index key that was altered
+  into another valid key (only the 3x slower integrity_check compares indexes with tables).
 - A destructive change (replace import, profile deletion, restore) backs up what it destroys
   inside its own write lock (`destructive_transaction`): no rating committed by another writer
   between the backup and the change can be lost unseen.
@@ -63,10 +66,17 @@ class BankConnection:
         self._all_lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
         self._savepoints = itertools.count()
+        self._verify_lock = threading.Lock()
+        self._verified = False
+        self._damage: BankDamagedError | None = None
         created = self._create_file()
-        conn = self._conn()  # open now: a bad path or a non-bank file fails here, not later
+        self._conn()  # open now: a bad path or a non-bank file fails here, not later
         if check:
-            self._check_not_damaged(conn)
+            try:
+                self.verify()
+            except BankDamagedError:
+                self.close_all()
+                raise
         if created:
             for suffix in ("-wal", "-shm"):
                 side = Path(str(self.path) + suffix)
@@ -105,14 +115,23 @@ class BankConnection:
             raise BankError(f"cannot create the bank {self.path}: {e.strerror}") from e
         return True
 
-    def _check_not_damaged(self, conn: sqlite3.Connection) -> None:
-        try:
-            rows = conn.execute("PRAGMA quick_check").fetchall()
-        except sqlite3.DatabaseError as e:
-            rows = [(str(e),)]
-        if [r[0] for r in rows] != ["ok"]:
-            self.close_all()
-            raise BankDamagedError(self.path, str(rows[0][0]), len(rows))
+    def verify(self) -> None:
+        """Run `PRAGMA quick_check` once; BankDamagedError if the bank is damaged. With
+        check=False the caller runs it (the GUI: in the background); until it has passed, the
+        first write runs it itself, so nothing is ever written into an unchecked bank."""
+        with self._verify_lock:
+            if self._damage is not None:
+                raise self._damage
+            if self._verified:
+                return
+            try:
+                rows = [r[0] for r in self._conn().execute("PRAGMA quick_check")]
+            except sqlite3.DatabaseError as e:
+                rows = [str(e)]
+            if rows != ["ok"]:
+                self._damage = BankDamagedError(self.path, rows[0], len(rows))
+                raise self._damage
+            self._verified = True
 
     # ---- connections ----------------------------------------------------------------------------
 
@@ -206,6 +225,8 @@ class BankConnection:
                     raise
                 conn.execute(f"RELEASE {sp}")
                 return
+            if write and not self._verified:
+                self.verify()  # writes wait for the damage check (see verify)
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             self._local.txn = "write" if write else "read"
             try:
