@@ -1,4 +1,4 @@
-"""The app's rows of issue 5, each against a baseline measured in the same run:
+"""The desktop app's speed and memory, each against a baseline measured in the same run:
 
 1. cold start to window shown  vs  `python -c "import PySide6.QtWidgets"`     (target: ≤ +2 s)
    and that neither torch nor llama_cpp is imported by then (the model loads after the window).

@@ -7,7 +7,7 @@ Each figure is printed with a baseline measured in the same run:
 - export+import: `export_native` then `import_file` into a fresh bank, vs the time to insert
   the same ratings (so the file round trip is shown as a multiple of a plain insert).
 
-Targets (issue 2): insert <= 3 s, lookup p99 <= 1 ms, export+import <= 5 s.
+Targets: insert <= 3 s, lookup p99 <= 1 ms, export+import <= 5 s.
 
     python3 benchmarks/bank_bench.py [--n 100000] [--lookups 10000] [--baseline-n 2000]
 """

@@ -6,7 +6,7 @@ Builds a throwaway bank by estimating `--bank-size` massive_scenario instances (
 the embedded Gemma, then on `--queries` held-out inputs (small.jsonl) times `engine.decide` for
 Vanilla without memory and with each memory variant (each variant its own loop over the same
 queries, so every one pays the same KV prefix reuse; Vanilla is run before and after and averaged
-to cancel drift on a shared machine). Targets (issue 5): each Memorable Vanilla <= 1.3x Vanilla's
+to cancel drift on a shared machine). Targets: each Memorable Vanilla <= 1.3x Vanilla's
 time per query; Consistent + memory <= 4 model passes per query (the seed pipeline: 6+).
 """
 

@@ -1,4 +1,4 @@
-"""Issue 2: a writer process killed with SIGKILL in the middle of a stream of ratings. The bank
+"""A writer process killed with SIGKILL in the middle of a stream of ratings. The bank
 opens, PRAGMA integrity_check is ok, and every rating whose call returned before the kill is
 there. (tests/reliability repeats this 20 times; this is the one-kill version.)"""
 

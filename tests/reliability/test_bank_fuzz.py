@@ -1,4 +1,4 @@
-"""Bank file fuzzing (issue 6): 1,000 mutated and truncated bank files in both formats (native
+"""Bank file fuzzing: 1,000 mutated and truncated bank files in both formats (native
 JSON, native gzip, paper JSON). Each damaged file is rejected with a BankFileError that says what
 is wrong (and where, when a place in the file is to blame), never another exception and never a
 hang, and the bank it was imported into is unchanged. A mutation that happens to leave a valid

@@ -1,4 +1,4 @@
-"""Crash safety (issue 6): a process adding ratings is SIGKILLed at 20 random moments; each time
+"""Crash safety: a process adding ratings is SIGKILLed at 20 random moments; each time
 the bank opens, passes `PRAGMA integrity_check`, and holds every rating whose call returned
 before the kill. Also: a kill while a new bank file is being created leaves a usable bank.
 """

@@ -1,4 +1,4 @@
-"""Files (issue 6): the bank, its -wal/-shm and every backup are created owner-only (0600, their
+"""Files: the bank, its -wal/-shm and every backup are created owner-only (0600, their
 dirs 0700) whatever the umask; a backup is taken before any `--replace` import (API and CLI),
 and restoring it (`cm bank restore`) brings back exactly the ratings and counts.
 """

@@ -1,4 +1,4 @@
-"""Two writers (issue 6): the GUI process and a `cm` command write the same bank at once, 2,000
+"""Two writers: the GUI process and a `cm` command write the same bank at once, 2,000
 ratings each. No "database is locked" reaches either, no rating is lost, counts stay exact.
 """
 

@@ -1,4 +1,4 @@
-"""Issue 6, rendering: text from banks, datasets and models is shown as characters, never markup.
+"""Rendering: text from banks, datasets and models is shown as characters, never markup.
 
 `<b>x</b><img src=http://127.0.0.1:1/x.png>` goes in as an instance (a dataset line and a chat
 message), a response label (the profile's set, so also the model's proposal and the bank's
