@@ -60,6 +60,50 @@ def _username(base_url: str | None) -> str:
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")) or "default"
 
 
+_SECRET_WORDS = ("key", "token", "secret", "password", "auth")
+
+
+def split_url_credentials(url: str) -> tuple[str, str | None]:
+    """(the URL without credentials, the credential it carried or None).
+
+    A credential is a query parameter whose name holds key/token/secret/password/auth (such as
+    `?api_key=`), else the `user:password@` password, else a lone `user@` name. All of them are
+    removed from the URL, whichever is returned."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url.strip())
+    found: list[str] = []
+    kept = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if any(word in name.lower() for word in _SECRET_WORDS):
+            if value:
+                found.append(value)
+        else:
+            kept.append((name, value))
+    if parts.password:
+        found.append(parts.password)
+    elif parts.username:
+        found.append(parts.username)
+    if not found and parts.username is None and len(kept) == len(parse_qsl(parts.query)):
+        return url, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    clean = urlunsplit((parts.scheme, host, parts.path, urlencode(kept), parts.fragment))
+    return clean, (found[0] if found else None)
+
+
+def store_url_credentials(url: str) -> str:
+    """The URL without credentials; a credential it carried goes to the keyring as the API key
+    of that (clean) URL, so it never reaches a settings file."""
+    clean, secret = split_url_credentials(url)
+    if secret:
+        set_api_key(secret, clean)
+    return clean
+
+
 def set_api_key(key: str, base_url: str | None = None) -> None:
     if not isinstance(key, str) or not key.strip():
         raise CredentialError("the API key is empty")

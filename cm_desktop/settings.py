@@ -117,6 +117,10 @@ class Settings:
 
     def save(self, path: Path | None = None) -> Path:
         self.validate()
+        # a server URL's user:password@ or ?api_key= goes to the keyring, never to the file
+        from cm_desktop.credentials import store_url_credentials
+
+        self.openai_base_url = store_url_credentials(self.openai_base_url)
         path = path or settings_path()
         data = self.to_dict()
         for name in data:

@@ -33,12 +33,13 @@ def responses_from_file(path: str) -> list[str]:
 
 def responses_from_dataset(path: str) -> list[str]:
     """The sorted distinct labels of a dataset file ({"input", "label", ...} per line)."""
-    # One reader owns the dataset format: the engine's, which `cm estimate` and `cm eval` use too.
-    from cm_desktop.cm.evaluate import load_dataset
+    # One reader owns the dataset format (cm_desktop.datasets): `cm estimate`, `cm eval` and the
+    # GUI's Open dataset use it too.
+    from cm_desktop.datasets import load_dataset
 
     try:
         records = load_dataset(path)
-    except (OSError, ValueError) as e:  # missing file, bad JSON or fields (naming the line), not UTF-8
+    except ValueError as e:  # missing, not a regular file, too big, bad JSON or fields, not UTF-8
         raise CLIError(str(e)) from None
     return sorted({r["label"].strip() for r in records})
 

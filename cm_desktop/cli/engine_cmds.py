@@ -110,7 +110,8 @@ def cmd_estimate(args) -> int:
 
 def cmd_eval(args) -> int:
     from cm_desktop.cm.engine import CMEngine
-    from cm_desktop.cm.evaluate import evaluate, format_table, held_out_queries, load_dataset
+    from cm_desktop.cm.evaluate import evaluate, format_table, held_out_queries
+    from cm_desktop.datasets import load_dataset
 
     dataset = _check_dataset(args.dataset)
     strategies = _strategies(args.strategies)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from cm_desktop.cancel import check
-from cm_desktop.cm.evaluate import load_dataset
+from cm_desktop.datasets import load_dataset
 from cm_desktop.cm.retrieval import normalise_text
 
 

@@ -12,16 +12,15 @@
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from cm_desktop.cancel import check
+from cm_desktop.datasets import load_dataset  # noqa: F401 (the one dataset reader; used here before)
 from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, normalise_text
 
@@ -155,29 +154,6 @@ def leave_one_out_agreement(bank, profile: str, embedder: Embedder | None = None
 
 
 # ---- held-out evaluation ------------------------------------------------------------------------
-
-def load_dataset(path: str | Path) -> list[dict]:
-    """`{"task", "input", "label"}` lines; a clear error naming the line on bad input."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset not found: {path}")
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("input"), str) \
-                    or not isinstance(obj.get("label"), str):
-                raise ValueError(f"{path}:{lineno}: each line needs string fields \"input\" and \"label\"")
-            records.append({"input": obj["input"], "label": obj["label"]})
-    if not records:
-        raise ValueError(f"{path}: no records")
-    return records
-
 
 def held_out_queries(records: Sequence[dict], bank, profile: str, limit: int | None,
                      seed: int) -> list[dict]:

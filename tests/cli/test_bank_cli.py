@@ -265,3 +265,123 @@ def test_bank_text_is_printed_inert_and_stored_exact(capsys, bank_file):
     assert sorted(r.instance for r in bank.ratings(name)) == [f"query{HOSTILE}{i}"
                                                                for i in range(2)]
     bank.close()
+
+
+def test_inputs_must_be_regular_files_and_are_capped(tmp_path, responses_file):
+    """A FIFO, a device or an oversized file given to any input option is one clear error at
+    once (before: a FIFO hung `cm bank import` forever, /dev/zero ran out of memory)."""
+    bank_file = tmp_path / "bank.sqlite3"
+    b = ["--bank", str(bank_file)]
+    assert cm(*b, "profile", "create", "P", "--responses", str(responses_file)).returncode == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.jsonl"
+    with open(big, "wb") as f:
+        f.truncate(65 * 2**20)  # sparse: past the 64 MiB cap without writing it
+    for argv, expected in [
+        (["bank", "import", str(fifo), "--profile", "P"], "not a regular file"),
+        (["bank", "add", "--profile", "P", "--jsonl", str(fifo)], "not a regular file"),
+        (["bank", "add", "--profile", "P", "--jsonl", "/dev/zero"], "not a regular file"),
+        (["profile", "create", "Q", "--responses", str(fifo)], "not a regular file"),
+        (["profile", "create", "Q", "--responses", "/dev/zero"], "not a regular file"),
+        (["profile", "create", "Q", "--from-dataset", str(fifo)], "not a regular file"),
+        (["profile", "create", "Q", "--responses", str(big)], "MiB limit"),
+        (["bank", "add", "--profile", "P", "--jsonl", str(big)], "MiB limit"),
+        (["profile", "create", "Q", "--from-dataset", str(big)], "MiB limit"),
+    ]:
+        done = cm(*b, *argv)
+        assert_one_line_error(done.returncode, done.stderr, expected)
+    assert DiscrepancyBank(bank_file).rating_count("P") == 0
+
+
+def test_bank_add_reads_json_lines_holding_a_line_separator(tmp_path, responses_file):
+    """U+2028 inside a JSON string (json.dumps(ensure_ascii=False) writes it raw) is text: only
+    "\\n" ends a line (before: str.splitlines cut the line there and rejected it)."""
+    bank_file = tmp_path / "bank.sqlite3"
+    b = ["--bank", str(bank_file)]
+    assert cm(*b, "profile", "create", "P", "--responses", str(responses_file)).returncode == 0
+    instance = "my card\u2028has not arrived\u2029yet\x85"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"instance": instance, "model_response": R[0],
+                                "user_response": R[1]}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    done = cm(*b, "bank", "add", "--profile", "P", "--jsonl", str(rows))
+    assert done.returncode == 0, done.stderr
+    bank = DiscrepancyBank(bank_file)
+    assert [r.instance for r in bank.ratings("P")] == [instance]
+    bank.close()
+
+
+def test_messages_name_the_problem_not_python_internals(capsys, bank_file, responses_file,
+                                                       tmp_path):
+    b = ["--bank", str(bank_file)]
+    run_main(capsys, *b, "profile", "create", "P", "--responses", str(responses_file))
+    bank = DiscrepancyBank(bank_file)
+    bank.add_rating("P", "q", R[0], R[1])
+    bank.close()
+    code, _, err = run_main(capsys, *b, "bank", "export", "", "--profile", "P")
+    assert_one_line_error(code, err, "empty name")
+    assert "unexpected" not in err
+    code, out, err = run_main(capsys, *b, "bank", "undo", "--profile", "P", "-n",
+                              "99999999999999999999")
+    assert code == 0 and "removed 1 ratings" in out, err
+    target = tmp_path / "no such folder" / "out.json"
+    code, _, err = run_main(capsys, *b, "bank", "export", str(target), "--profile", "P")
+    assert_one_line_error(code, err, str(target))
+    assert ".partial" not in err and ".tmp" not in err
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"format": "cm-desktop-bank", "version": ' + "9" * 5000 + "}",
+                    encoding="utf-8")
+    code, _, err = run_main(capsys, *b, "bank", "import", str(huge), "--profile", "P")
+    assert_one_line_error(code, err, "more than 4300 digits")
+    assert "set_int_max_str_digits" not in err
+
+
+def test_a_paper_file_may_have_a_model_response_called_format(capsys, bank_file,
+                                                              responses_file, tmp_path):
+    b = ["--bank", str(bank_file)]
+    run_main(capsys, *b, "profile", "create", "P", "--responses", str(responses_file))
+    paper = tmp_path / "paper.json"
+    paper.write_text(json.dumps({"format": [R[0]], R[1]: [R[2]]}), encoding="utf-8")
+    code, out, err = run_main(capsys, *b, "bank", "import", str(paper), "--profile", "P")
+    assert code == 0 and "imported 2 ratings" in out, err
+    bank = DiscrepancyBank(bank_file)
+    assert bank.counts("P") == {("format", R[0]): 1, (R[1], R[2]): 1}
+    bank.close()
+
+
+def test_the_bank_must_be_a_regular_file(tmp_path):
+    fifo = tmp_path / "pipe.sqlite3"
+    os.mkfifo(fifo)
+    for target in ("/dev/null", str(fifo)):
+        journal_existed = Path(target + "-journal").exists()
+        done = cm("--bank", target, "profile", "list")
+        assert_one_line_error(done.returncode, done.stderr, "not a regular file")
+        assert Path(target + "-journal").exists() == journal_existed
+
+
+def test_an_existing_empty_file_becomes_an_owner_only_bank(tmp_path, responses_file):
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch(mode=0o644)
+    empty.chmod(0o644)
+    done = cm("--bank", str(empty), "profile", "create", "P", "--responses", str(responses_file))
+    assert done.returncode == 0, done.stderr
+    assert empty.stat().st_mode & 0o777 == 0o600
+
+
+def test_folders_the_app_creates_are_owner_only_under_umask_0(tmp_path, responses_file):
+    home = tmp_path / "a" / "b" / "home"
+    bank_file = tmp_path / "c" / "d" / "bank.sqlite3"
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), CM_DESKTOP_HOME=str(home))
+    done = subprocess.run([sys.executable, "-m", "cm_desktop.cli.main", "--bank", str(bank_file),
+                           "profile", "create", "P", "--responses", str(responses_file)],
+                          capture_output=True, text=True, env=full_env, timeout=120,
+                          preexec_fn=lambda: os.umask(0))
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-m", "cm_desktop.cli.main", "--bank", str(bank_file),
+                           "bank", "backup"], capture_output=True, text=True, env=full_env,
+                          timeout=120, preexec_fn=lambda: os.umask(0))
+    assert done.returncode == 0, done.stderr
+    for folder in (tmp_path / "a", tmp_path / "a" / "b", home, home / "backups",
+                   tmp_path / "c", tmp_path / "c" / "d"):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
