@@ -106,8 +106,11 @@ class BackgroundOp(QObject):
 
     # --- called from any thread -------------------------------------------------------------
     def cancel(self) -> None:
-        """Ask the work to stop; from the GUI thread this also drops a result not yet delivered."""
-        self.token.cancel()
+        """Ask the work to stop; from the GUI thread this also drops a result not yet delivered.
+
+        A bank write is never cancelled: it is one transaction, and the person asked for it."""
+        if not self.is_write:
+            self.token.cancel()
 
     def report_progress(self, done: int, total: int, text: str = "") -> None:
         """Thread-safe; throttled so a tight loop cannot flood the GUI thread."""

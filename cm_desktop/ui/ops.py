@@ -148,6 +148,9 @@ class BankWrite(_Op):
         super().__init__(parent, fn)
         self._profile = profile
 
+    def supersedes(self, key):
+        raise TypeError("a bank write is never dropped: only queries supersede each other")
+
     def _connect(self, op: BackgroundOp) -> None:
         ctx, profile = self._ctx, self._profile
         # Connected first: views hear of the change before the caller's own callback runs.

@@ -170,6 +170,18 @@ def test_writes_run_in_submission_order_and_announce_the_change(ctx, qtbot):
     assert ctx.bank.rating_count("me") == 20
 
 
+def test_a_write_is_never_cancelled_or_superseded(ctx, qtbot):
+    gate = threading.Event()
+    blocker = BankWrite(ctx, lambda job: gate.wait(10), profile="me").run()
+    queued = BankWrite(ctx, lambda job: job.bank.add_rating("me", "asked for", "yes", "yes"), profile="me").run()
+    queued.cancel()                      # e.g. the window closing: the write still happens
+    gate.set()
+    qtbot.waitUntil(lambda: blocker.done and queued.done, timeout=5000)
+    assert not queued.was_cancelled and queued.result.instance == "asked for"
+    with pytest.raises(TypeError):
+        BankWrite(ctx, lambda job: None, profile="me").supersedes("key")
+
+
 def test_a_failed_write_announces_no_change(ctx, qtbot):
     changed, errors = [], []
     ctx.bank_changed.connect(changed.append)

@@ -7,7 +7,6 @@ import os
 import stat
 
 import pytest
-from PySide6.QtCore import Qt
 
 from cm_desktop.settings import Settings, settings_path
 
