@@ -33,7 +33,7 @@ from cm_desktop.cm.choices import filter_responses, top_choices
 from cm_desktop.ui.ops import BankQuery, FileTask, ModelJob
 from cm_desktop.ui.plain import one_line, plain_label, set_plain
 from cm_desktop.ui.rating_commands import AddRatingCommand
-from cm_desktop.ui.resource_files import Query, read_queries
+from cm_desktop.datasets import Query, read_queries
 
 PREFETCH = 3           # proposals computed ahead of the current query
 

@@ -105,7 +105,7 @@ def test_bad_dataset_shows_a_dialog_and_the_app_stays_usable(app_window, qtbot, 
     window.rate_view.open_dataset(str(bad))
     qtbot.waitUntil(lambda: bool(ctx.open_error_boxes()), timeout=5000)
     box = ctx.open_error_boxes()[-1]
-    assert "line 2" in box.text() and "broken.jsonl" in box.text()
+    assert "broken.jsonl:2:" in box.text()          # the file and the line, as `path:line:`
     assert "What to do" in box.informativeText()
     box.close()
     good = tmp_path / "good.jsonl"

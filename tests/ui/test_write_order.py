@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QApplication
 from cm_desktop.cm.engine import Trace
 from cm_desktop.ui.background_op import live_ops
 from cm_desktop.ui.rate_view import QueueItem
-from cm_desktop.ui.resource_files import Query
+from cm_desktop.datasets import Query
 
 RESPONSES = ["yes", "no", "maybe"]
 PAIRS = [(a, b) for a in RESPONSES for b in RESPONSES]
