@@ -50,7 +50,11 @@ def create_app_window(bank_path: str | Path | None = None, *, settings=None):
     from cm_desktop.ui.main_window import MainWindow
 
     settings = settings or Settings.load()
-    bank = DiscrepancyBank(paths.bank_path(bank_path), backup_dir=paths.backups_dir())
+    # check=False: the damage check (PRAGMA quick_check, 0.2 s of CPU at 100k ratings) runs in
+    # start_up's first background write instead of delaying the window; until it has passed,
+    # every write runs it first, so nothing is written into a damaged bank.
+    bank = DiscrepancyBank(paths.bank_path(bank_path), backup_dir=paths.backups_dir(),
+                           check=False)
     ctx = AppContext(settings, bank)
     window = MainWindow(ctx)
     return ctx, window
@@ -65,6 +69,7 @@ def start_up(ctx, window, *, load_model: bool = True, on_ready=None) -> None:
         ctx.show_error(window, "Settings were reset", ValueError(ctx.settings.load_problem))
 
     def prepare(job):
+        job.bank.verify()  # a damaged bank stops here, before any write
         ensure_sample_profile(job.bank)
         return [p.name for p in job.bank.list_profiles()]
 
@@ -78,8 +83,16 @@ def start_up(ctx, window, *, load_model: bool = True, on_ready=None) -> None:
         if on_ready:
             on_ready()
 
+    def not_opened(exc):
+        from bank_store import BankDamagedError
+
+        if isinstance(exc, BankDamagedError):
+            damaged_bank_dialog(window, exc).open()
+        else:
+            ctx.show_error(window, "The bank could not be opened", exc)
+
     (BankWrite(window, prepare, profile=SAMPLE_PROFILE_NAME).with_progress("Opening the bank")
-     .success(prepared).run())
+     .success(prepared).failure(not_opened).run())
     if load_model:
         try:
             config = ctx.settings.backend_config()
@@ -91,6 +104,49 @@ def start_up(ctx, window, *, load_model: bool = True, on_ready=None) -> None:
             ctx.show_error(window, "The model could not be loaded", exc)
 
         ctx.inference.load_backend(config, on_failure=failed)
+
+
+def damaged_bank_dialog(parent, exc):
+    """The damaged-bank message as a dialog (plain text, never a traceback), with a way out:
+    "Recover into a new file" copies what SQLite can still read into a new bank in the backups
+    folder (the damaged file is kept) and says how to use it. Returned unopened."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Critical, "The bank is damaged", "", QMessageBox.Close, parent)
+    box.setTextFormat(Qt.PlainText)
+    box.setText(f"The bank {exc.path} is damaged (SQLite's check: {exc.detail}). Nothing was "
+                "written to it.")
+    box.setInformativeText("CM Desktop can copy everything that can still be read into a new "
+                           "bank file; the damaged file is kept as it is. From a terminal: "
+                           "cm bank recover")
+    recover_button = box.addButton("Recover into a new file", QMessageBox.AcceptRole)
+    box.recover_button = recover_button
+
+    def recover():
+        from bank_store import utc_now
+        from bank_store.backups import recover as salvage
+        from cm_desktop import paths
+
+        stamp = "".join(ch for ch in utc_now() if ch.isdigit())
+        dest = paths.backups_dir() / f"{exc.path.stem}-recovered-{stamp}.sqlite3"
+        try:
+            copied = salvage(exc.path, dest)
+        except Exception as error:  # noqa: BLE001 - shown as text, the app stays up
+            text = f"Recovery failed: {error}"
+        else:
+            text = (f"Recovered {copied.get('ratings', 0)} ratings in "
+                    f"{copied.get('profiles', 0)} profiles into {dest}. The damaged bank is "
+                    f"kept at {exc.path}. To use the copy, start CM Desktop with --bank "
+                    f"{dest}, or quit and put it in the damaged file's place.")
+        result = QMessageBox(QMessageBox.Information, "Recovered bank", "", QMessageBox.Ok, parent)
+        result.setTextFormat(Qt.PlainText)
+        result.setText(text)
+        box.result_box = result
+        result.open()
+
+    recover_button.clicked.connect(recover)
+    return box
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,11 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ctx, window = create_app_window(args.bank)
     except Exception as exc:  # noqa: BLE001 - e.g. an unreadable bank file: say so, don't crash
+        from PySide6.QtCore import Qt
         from PySide6.QtWidgets import QMessageBox
 
+        from bank_store import BankDamagedError
         from cm_desktop.ui.errors import error_text
 
+        if isinstance(exc, BankDamagedError):
+            damaged_bank_dialog(None, exc).exec()
+            return 1
         box = QMessageBox(QMessageBox.Critical, "CM Desktop cannot start", error_text(exc))
+        box.setTextFormat(Qt.PlainText)
         box.exec()
         return 1
     window.show()

@@ -15,9 +15,10 @@ from typing import Any
 
 from cm_desktop import paths
 
-BACKEND_KINDS = ("llama_cpp", "hf", "openai")
-VARIANTS = ("none", "paper", "marginal", "instance")
-STRATEGIES = ("vanilla", "cot", "fot", "consistent", "feedback")
+from cm_desktop.backends import KINDS as BACKEND_KINDS  # each defined once, where it is used
+from cm_desktop.cm import STRATEGIES, VARIANTS
+
+__all__ = ["BACKEND_KINDS", "STRATEGIES", "Settings", "VARIANTS", "settings_path"]
 # Names that must never be written to the settings file (keys belong in the keyring).
 _SECRET_NAMES = ("key", "token", "secret", "password")
 

@@ -8,6 +8,7 @@ this package imports nothing heavy on its own.
 from cm_desktop.cm.marginalize import CMParams
 from cm_desktop.cm.strategies import STRATEGIES
 
+# the memory variants the engine offers (none: the model alone); settings and the GUI import it
 VARIANTS = ("none", "paper", "marginal", "instance")
 
 __all__ = ["CMParams", "STRATEGIES", "VARIANTS"]

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from cm_desktop.cancel import check
+from cm_desktop.cm import VARIANTS
 from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm import strategies as st
 from cm_desktop.cm.retrieval import Embedder, Neighbour, RatingIndex, default_embedder
 
-VARIANTS = ("none", "paper", "marginal", "instance")
 TOP_N = 9           # the Rate view offers the top 9 as keys 1-9
 # backend -> {response set -> content-free log-likelihoods}; dies with the backend
 _BASELINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

@@ -9,140 +9,19 @@ and location in the dialog and the bank is untouched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from PySide6.QtCore import QSignalBlocker, QTimer, Signal
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
                                QGroupBox, QHBoxLayout, QLineEdit, QPlainTextEdit, QRadioButton,
                                QVBoxLayout, QWidget)
+
+from bank_store.importing import ImportPreview, compute_import_preview
 
 from cm_desktop.ui.bank_file_widgets import (FileChooser, choose_bank_file, describe_error,
                                              path_with_browse, radio_column, show_summary)
 from cm_desktop.ui.ops import BankQuery, BankWrite
 from cm_desktop.ui.plain import plain_label
 
-_LIST_PREVIEW = 12  # names shown per list in the preview before "and N more"
 _NOT_IMPORTING = "Not importing: the response sets differ. Pick keep or union to go on."
-
-
-def _names(items, limit: int = _LIST_PREVIEW) -> str:
-    """One response per indented line (responses may hold commas), at most `limit` of them."""
-    items = list(items)
-    lines = [f"    {item}" for item in items[:limit]]
-    if len(items) > limit:
-        lines.append(f"    … and {len(items) - limit} more")
-    return "\n".join(lines)
-
-
-
-# ----- import: the background part (no Qt) ----------------------------------------------------
-
-
-@dataclass
-class ImportPreview:
-    plan: object  # bank_store.formats.ImportPlan
-    needs_choice: bool  # the response sets differ and no keep/union choice was made
-    detected_format: str
-    responses_from: str  # where a new profile's response set comes from, in words
-
-
-def _paper_response_set(parsed) -> tuple[str, ...]:
-    """A response set from a paper file alone: every key and value, first appearance first."""
-    from bank_store import normalise_response
-
-    seen: dict[str, str] = {}
-    for key, values in parsed.mapping.items():
-        for text in [key, *values]:
-            seen.setdefault(normalise_response(text), " ".join(text.split()))
-    return tuple(seen.values())
-
-
-def compute_import_preview(bank, path: str, fmt: str | None, target: str, mode: str,
-                           on_mismatch: str | None, current_profile: str | None,
-                           creating: bool) -> ImportPreview:
-    """Read + plan an import (writes nothing). `on_mismatch=None` means no choice made yet."""
-    from bank_store import BankError, ProfileNotFoundError, ResponseSetMismatchError
-    from bank_store.formats import plan_import, read_bank_file
-    from bank_store.records import check_profile_name
-
-    if not path:
-        raise BankError("choose a file to import")
-    if creating:
-        if not target.strip():
-            raise BankError("type a name for the new profile")
-        check_profile_name(target)
-        try:
-            bank.get_profile(target)
-        except ProfileNotFoundError:
-            pass
-        else:
-            raise BankError(f"a profile named {target!r} already exists: pick another name, "
-                            "or switch to it and import into the current profile")
-    elif not target:
-        raise BankError("there is no current profile: import into a new profile instead")
-    parsed = read_bank_file(path, fmt)
-    responses = None
-    responses_from = ""
-    if creating and parsed.format == "paper":
-        # A paper file carries no response set: the new profile takes the current one's (same
-        # task, e.g. Banking77's intents) or, with none, every response the file names.
-        if current_profile:
-            responses = bank.get_profile(current_profile).responses
-            responses_from = f"the response set of profile {current_profile!r}"
-        else:
-            responses = _paper_response_set(parsed)
-            responses_from = "the responses named in the file"
-    elif creating:
-        responses_from = "the file's response set"
-    try:
-        plan = plan_import(bank, parsed, target, mode=mode, on_mismatch=on_mismatch or "error",
-                           responses=responses)
-        needs_choice = False
-    except ResponseSetMismatchError:
-        plan = plan_import(bank, parsed, target, mode=mode, on_mismatch="keep", responses=responses)
-        needs_choice = True
-    return ImportPreview(plan, needs_choice, parsed.format, responses_from)
-
-
-def preview_text(preview: ImportPreview) -> str:
-    """The preview as plain text (shown in a QPlainTextEdit: nothing from the file is markup)."""
-    plan = preview.plan
-    parsed = plan.parsed
-    lines = [f"File: {parsed.path}", f"Format: {preview.detected_format}"]
-    if plan.create_profile:
-        lines.append(f"Into: a new profile {plan.profile!r} with {len(plan.responses)} responses"
-                     + (f" ({preview.responses_from})" if preview.responses_from else ""))
-    else:
-        lines.append(f"Into: profile {plan.profile!r} ({plan.mode})")
-    if plan.removed:
-        lines.append(f"Replace: the profile's {plan.removed} ratings are removed first "
-                     "(a backup is taken)")
-    lines.append(f"New ratings: {len(plan.new)}")
-    lines.append(f"Duplicates skipped: {plan.duplicates}")
-    lines.append(f"Model responses in the response set: {plan.matched_keys} of {plan.total_keys}")
-    lines.append(f"User responses in the response set: {plan.matched_values} of {plan.total_values}")
-    if plan.raw_keys:
-        lines.append(f"Model responses outside the response set, kept as raw ({len(plan.raw_keys)}):")
-        lines.append(_names(plan.raw_keys))
-    if plan.raw_values:
-        lines.append(f"User responses outside the response set, kept but not in the matrix "
-                     f"({len(plan.raw_values)}):")
-        lines.append(_names(plan.raw_values))
-    if plan.mismatch:
-        only_file, only_profile = plan.mismatch
-        lines.append("")
-        lines.append("The file's response set differs from the profile's:")
-        lines.append(f"  only in the file ({len(only_file)}):")
-        lines.extend([_names(only_file)] if only_file else [])
-        lines.append(f"  only in the profile ({len(only_profile)}):")
-        lines.extend([_names(only_profile)] if only_profile else [])
-        if preview.needs_choice:
-            lines.append("Choose below: keep the profile's set, use the union, or don't import.")
-        elif plan.responses_added:
-            lines.append(f"Union: {len(plan.responses_added)} responses are added to the profile.")
-        else:
-            lines.append("Keep: the profile's response set stays as it is.")
-    return "\n".join(lines)
 
 
 # ----- import dialog --------------------------------------------------------------------------
@@ -328,7 +207,7 @@ class ImportDialog(QDialog):
 
     def _preview_done(self, preview: ImportPreview) -> None:
         self.preview, self.error, plan = preview, None, preview.plan
-        self.preview_edit.setPlainText(preview_text(preview))
+        self.preview_edit.setPlainText(preview.summary())
         self.mismatch_box.setVisible(bool(plan.mismatch))
         choice = self.mismatch_choice()
         ready = not plan.mismatch or choice in ("keep", "union")

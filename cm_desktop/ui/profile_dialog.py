@@ -16,16 +16,16 @@ from cm_desktop.ui.plain import plain_label, set_plain
 
 
 def parse_responses(text: str) -> list[str]:
-    """One response per line, blank lines ignored; ValueError naming the problem."""
-    responses = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(responses) < 2:
-        raise ValueError("a profile needs at least two responses (one per line)")
-    seen: set[str] = set()
-    for response in responses:
-        if response in seen:
-            raise ValueError(f"the response {response!r} is listed twice")
-        seen.add(response)
-    return responses
+    """One response per line, blank lines ignored, checked by the bank's one response-set rule
+    (at least two; duplicates compared as matching compares them); ValueError naming the
+    problem."""
+    from bank_store import BankError
+    from bank_store.records import validate_responses
+
+    try:
+        return list(validate_responses([line for line in text.split("\n") if line.strip()]))
+    except BankError as e:
+        raise ValueError(str(e)) from None
 
 
 class NewProfileDialog(QDialog):
