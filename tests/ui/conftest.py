@@ -5,6 +5,17 @@ from __future__ import annotations
 import pytest
 
 
+# How long a test waits for the real model: a wait on state, so a generous limit costs nothing
+# when the machine is quiet (about 1 s per proposal); on 2 cores at load average 12 the first
+# Rate proposal (with its calibration pass) took 222 s and each next one ~50 s.
+MODEL_WAIT_MS = 900_000
+
+
+@pytest.fixture
+def model_wait_ms() -> int:
+    return MODEL_WAIT_MS
+
+
 @pytest.fixture
 def app_window(qtbot, tmp_path):
     """make(profile=..., responses=...) -> (ctx, window): the sample profile is ensured as on a

@@ -21,19 +21,15 @@ RATINGS = {
     "Why was my card payment declined?": "2",
 }
 SIMILAR = "When is my new card going to arrive?"
-# How long to wait for the model: a wait on state, so a generous limit costs nothing when the
-# machine is quiet (about 1 s per proposal); on 2 cores at load average 12 the first proposal
-# (with its calibration pass) took 222 s and each next one ~50 s.
-MODEL_WAIT_MS = 900_000
 
 
-def _wait_for_proposal(qtbot, rate):
-    qtbot.waitUntil(lambda: rate.current is not None and rate.current.trace is not None, timeout=MODEL_WAIT_MS)
+def _wait_for_proposal(qtbot, rate, wait_ms):
+    qtbot.waitUntil(lambda: rate.current is not None and rate.current.trace is not None, timeout=wait_ms)
     return rate.current
 
 
 @pytest.mark.slow
-def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path):
+def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path, model_wait_ms):
     ctx, window = app_window("Test")
     bank = ctx.bank
     ctx.inference.use_backend(llama_backend)
@@ -46,7 +42,7 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path):
     rate.open_dataset(str(dataset))
     expected = {}
     for _ in range(len(RATINGS)):
-        item = _wait_for_proposal(qtbot, rate)
+        item = _wait_for_proposal(qtbot, rate, model_wait_ms)
         action = RATINGS[item.text]
         model_said = item.trace.model_response
         if action == "enter":
@@ -85,7 +81,7 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path):
     # chat on a similar query: the Why panel shows the new rating among the nearest rated instances
     chat = window.chat_view
     window.tabs.setCurrentWidget(chat)
-    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+    with qtbot.waitSignal(chat.reply_finished, timeout=model_wait_ms):
         qtbot.keyClicks(chat.input, SIMILAR)
         qtbot.keyClick(chat.input, Qt.Key_Return)
     reply = chat.replies[-1]
@@ -128,17 +124,17 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path):
     # the raw/personalized toggle shows the model's own response (and its answer) and back
     reply.raw_button.click()
     assert reply.header.text() == f"Raw model → {trace.model_response}"
-    qtbot.waitUntil(lambda: not chat.is_busy(), timeout=MODEL_WAIT_MS)
+    qtbot.waitUntil(lambda: not chat.is_busy(), timeout=model_wait_ms)
     assert reply.body.text() == reply.answers["raw"] and reply.answers["raw"].strip()
     reply.raw_button.click()
     assert reply.header.text() == f"→ {trace.chosen}" and reply.body.text() == reply.answers["personal"]
 
     # Esc stops a reply that is still being worked on; the view stays usable
-    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+    with qtbot.waitSignal(chat.reply_finished, timeout=model_wait_ms):
         stopped = chat.send("Can I get a refund?")
         qtbot.keyClick(chat.input, Qt.Key_Escape)
     assert stopped.trace is None and "Stopped" in stopped.body.text()
-    qtbot.waitUntil(lambda: not chat.is_busy(), timeout=MODEL_WAIT_MS)
+    qtbot.waitUntil(lambda: not chat.is_busy(), timeout=model_wait_ms)
     assert not chat.stop_button.isEnabled() and bank.rating_count("Test") == 6
 
     # export, then import into a fresh profile: the same bank

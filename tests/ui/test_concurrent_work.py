@@ -25,7 +25,8 @@ def make_native_file(path, responses, n: int) -> None:
 
 
 @pytest.mark.slow
-def test_cm_query_and_import_finish_together_while_the_gui_runs(app_window, llama_backend, qtbot, tmp_path):
+def test_cm_query_and_import_finish_together_while_the_gui_runs(app_window, llama_backend, qtbot, tmp_path,
+                                                               model_wait_ms):
     from bank_store import formats
     from cm_desktop.ui.ops import BankWrite, ModelJob
     from cm_desktop.ui.resource_files import sample_responses
@@ -38,7 +39,7 @@ def test_cm_query_and_import_finish_together_while_the_gui_runs(app_window, llam
     ctx.inference.use_backend(llama_backend)
     # warm up: the engine and its embedder exist before the two jobs start (first use loads them)
     warm = ModelJob(ctx, lambda job: job.session.engine_for("Test").index.encode_query("hello")).run()
-    qtbot.waitUntil(lambda: warm.done, timeout=120_000)
+    qtbot.waitUntil(lambda: warm.done, timeout=model_wait_ms)
 
     ticks_while_working = []
     timer = QTimer()
@@ -52,7 +53,7 @@ def test_cm_query_and_import_finish_together_while_the_gui_runs(app_window, llam
     imported = (BankWrite(window, lambda job: formats.import_file(job.bank, native, "Imported"),
                           profile="Imported")
                 .success(reports.append).run())
-    qtbot.waitUntil(lambda: bool(traces) and bool(reports), timeout=180_000)
+    qtbot.waitUntil(lambda: bool(traces) and bool(reports), timeout=model_wait_ms)
     timer.stop()
 
     assert ctx.bank.rating_count("Imported") == N_IMPORT and reports[0].added == N_IMPORT

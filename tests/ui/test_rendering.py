@@ -30,7 +30,8 @@ def _assert_all_plain(widget) -> None:
 
 
 @pytest.mark.slow
-def test_hostile_text_is_shown_as_characters_everywhere(app_window, llama_backend, qtbot, tmp_path):
+def test_hostile_text_is_shown_as_characters_everywhere(app_window, llama_backend, qtbot, tmp_path,
+                                                       model_wait_ms):
     ctx, window = app_window(HOSTILE, responses=RESPONSES)
     ctx.bank.add_rating(HOSTILE, HOSTILE, HOSTILE, "card arrival")    # a rated instance with markup
     ctx.bank_changed.emit(HOSTILE)
@@ -46,7 +47,7 @@ def test_hostile_text_is_shown_as_characters_everywhere(app_window, llama_backen
     dataset.write_text(json.dumps({"input": HOSTILE, "label": HOSTILE}) + "\n")
     rate = window.rate_view
     rate.open_dataset(str(dataset))
-    qtbot.waitUntil(lambda: rate.current is not None and rate.current.trace is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: rate.current is not None and rate.current.trace is not None, timeout=model_wait_ms)
     assert rate.query_label.text() == HOSTILE and rate.query_label.textFormat() == Qt.PlainText
     assert any(HOSTILE in rate.top_list.item(i).text() for i in range(rate.top_list.count()))
     assert HOSTILE in [rate.all_list.item(i).text() for i in range(rate.all_list.count())]
@@ -61,7 +62,7 @@ def test_hostile_text_is_shown_as_characters_everywhere(app_window, llama_backen
 
     # chat: the message, the chosen response, the Why panel (neighbours, candidates) and a reply
     chat = window.chat_view
-    with qtbot.waitSignal(chat.reply_finished, timeout=180_000):
+    with qtbot.waitSignal(chat.reply_finished, timeout=model_wait_ms):
         chat.send(HOSTILE)
     reply = chat.replies[-1]
     assert _labels_showing(chat, HOSTILE), "the user's message is shown"
