@@ -289,16 +289,10 @@ class ChatView(QWidget):
         messages = chat_messages(reply.query, response)
 
         def stream(job):
-            # A generator: each piece reaches `append` on the GUI thread as it comes.
+            # A generator: each piece reaches `append_streamed` on the GUI thread as it comes.
             yield from job.session.backend.stream_chat(messages, max_tokens=int(settings.max_tokens),
                                                        temperature=float(settings.temperature),
                                                        cancel=job.cancel)
-
-        def append(piece: str) -> None:
-            at_bottom = self._at_bottom()
-            reply.append(which, piece)
-            if at_bottom:
-                QTimer.singleShot(0, self._scroll_to_bottom)
 
         def failed(exc):
             from cm_desktop.ui.errors import explain
@@ -306,9 +300,18 @@ class ChatView(QWidget):
             self.reply_finished.emit(reply)
 
         op = (ModelJob(self, stream).labelled("Writing the answer")
-              .on_yield(append).success(lambda _t: self.reply_finished.emit(reply)).failure(failed).run())
+              .on_yield(lambda piece: self.append_streamed(reply, which, piece))
+              .success(lambda _t: self.reply_finished.emit(reply)).failure(failed).run())
         op.finished.connect(lambda: self.reply_finished.emit(reply) if op.was_cancelled else None)
         self._track(op)
+
+    def append_streamed(self, reply: ReplyWidget, which: str, piece: str) -> None:
+        """Where each streamed piece of an answer arrives (GUI thread); keeps the view at the
+        bottom if it was there."""
+        at_bottom = self._at_bottom()
+        reply.append(which, piece)
+        if at_bottom:
+            QTimer.singleShot(0, self._scroll_to_bottom)
 
     def _track(self, op) -> None:
         self._ops.append(op)

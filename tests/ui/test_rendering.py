@@ -66,7 +66,7 @@ def test_hostile_text_is_shown_as_characters_everywhere(app_window, llama_backen
         chat.send(HOSTILE)
     reply = chat.replies[-1]
     assert _labels_showing(chat, HOSTILE), "the user's message is shown"
-    chat._on_chunk(reply.reply_id, "personal", HOSTILE)       # the slot streamed tokens arrive by
+    chat.append_streamed(reply, "personal", HOSTILE)          # where streamed pieces arrive
     assert reply.body.text().endswith(HOSTILE)
     reply.why_button.click()
     assert HOSTILE in reply.why_panel.text()
