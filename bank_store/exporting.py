@@ -36,10 +36,11 @@ def export_native(bank, profile: str, path: str | os.PathLike) -> int:
     with bank.transaction(write=False):
         p = bank.get_profile(profile)
         ratings = bank.ratings(profile)
+        guidance = bank.guidance(profile)
     head = {"format": NATIVE_FORMAT, "version": NATIVE_VERSION, "exported": utc_now(),
             "profile": {"name": p.name, "description": p.description, "created": p.created,
                         "updated": p.updated},
-            "responses": list(p.responses), "fingerprint": p.fingerprint}
+            "responses": list(p.responses), "fingerprint": p.fingerprint, "guidance": guidance}
     # one rating per line: diffable, and far smaller than indent=2
     body = ",\n".join(map(_rating_line, ratings))
     text = json.dumps(head, ensure_ascii=False)[:-1] + ', "ratings": [\n' + body + "\n]}\n"
@@ -64,7 +65,8 @@ def paper_mapping(bank, profile: str) -> dict[str, list[str]]:
 
 
 def export_paper(bank, profile: str, path: str | os.PathLike) -> int:
-    """Write `{model response: [user responses]}` (counts are not part of that format).
+    """Write `{model response: [user responses]}` (counts, instances and guidance are not part
+    of that format).
     Returns the number of pairs written."""
     mapping = paper_mapping(bank, profile)
     text = json.dumps(mapping, ensure_ascii=False, indent=2) + "\n"

@@ -51,6 +51,7 @@ class ImportPlan:
     raw_keys: list[str] = field(default_factory=list)
     raw_values: list[str] = field(default_factory=list)
     given_responses: tuple[str, ...] | None = None
+    guidance: dict[str, str] = field(default_factory=dict)  # what the import sets
 
     responses_from: str = ""   # where a new profile's response set comes from, in words
     needs_choice: bool = False  # the response sets differ and no keep/union choice was made
@@ -70,6 +71,8 @@ class ImportPlan:
             lines.append(f"Replace: the profile's {self.removed} ratings are removed first "
                          "(a backup is taken)")
         lines.append(f"New ratings: {len(self.new)}")
+        if self.guidance:
+            lines.append(f"Guidance: {len(self.guidance)} responses get the file's guidance")
         lines.append(f"Duplicates skipped: {self.duplicates}")
         lines.append(f"Model responses in the response set: {self.matched_keys} of "
                      f"{self.total_keys}")
@@ -211,8 +214,13 @@ def plan_import(bank, parsed: ParsedBankFile, profile: str, *, mode: str = "merg
         raw_keys = [k for k, ok in key_seen.items() if not ok]
         raw_values = [v for v, ok in value_seen.items() if not ok]
         totals = (len(key_seen), len(value_seen))
+    # The file's guidance: a merge fills responses that have none; a replace takes the file's.
+    held_guidance = bank.guidance(profile) if existing is not None else {}
+    guidance = {r: t for r, t in (parsed.guidance or {}).items() if r in set(final)
+                and (mode == "replace" or r not in held_guidance)
+                and held_guidance.get(r) != t}
     return ImportPlan(
-        parsed=parsed, profile=profile, mode=mode, on_mismatch=on_mismatch,
+        parsed=parsed, profile=profile, mode=mode, on_mismatch=on_mismatch, guidance=guidance,
         create_profile=existing is None, responses=tuple(final),
         responses_added=added_responses, new=new, duplicates=len(candidates) - len(new),
         removed=removed, mismatch=mismatch,
@@ -249,6 +257,8 @@ def _apply(bank, plan: ImportPlan) -> tuple[ImportPlan, int]:
         bank.update_profile(plan.profile, responses=fresh.responses)
     if fresh.mode == "replace":
         bank.remove_all_ratings(plan.profile)
+    if fresh.guidance:
+        bank.set_guidances(plan.profile, fresh.guidance)
     return fresh, bank._add_parsed_ratings(plan.profile, fresh.new)
 
 

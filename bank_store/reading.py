@@ -28,13 +28,14 @@ from .files import read_input, size_text
 from .records import Rating, RatingFieldError, make_rating, validate_responses
 
 NATIVE_FORMAT = "cm-desktop-bank"
-NATIVE_VERSION = 1
+NATIVE_VERSION = 2          # 2 adds "guidance"; version 1 files still read
+READABLE_VERSIONS = (1, 2)
 MAX_BANK_FILE_BYTES = 64 * 1024 * 1024  # for the file and, separately, its decompressed content
 MAX_FILE_BYTES = MAX_BANK_FILE_BYTES
 _GZIP_MAGIC = b"\x1f\x8b"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _NATIVE_KEYS = {"format", "version", "exported", "profile", "responses", "fingerprint",
-                "ratings"}
+                "ratings", "guidance"}
 _NATIVE_REQUIRED = {"format", "version", "profile", "responses", "ratings"}
 _PROFILE_KEYS = {"name", "description", "created", "updated"}
 
@@ -49,6 +50,7 @@ class ParsedBankFile:
     responses: tuple[str, ...] | None = None     # native only
     ratings: tuple[Rating, ...] = ()             # native only
     mapping: dict[str, list[str]] | None = None  # paper only, as in the file
+    guidance: dict[str, str] | None = None       # native version 2: {response: guidance}
 
 
 class _DuplicateKey(Exception):
@@ -209,9 +211,11 @@ def _parse_native(doc: dict, where: str, surrogates: bool = True) -> ParsedBankF
     if doc["format"] != NATIVE_FORMAT:
         raise _Invalid(f"unknown format {doc['format']!r} (expected {NATIVE_FORMAT!r})", "format")
     version = _want(doc["version"], int, "version", "an integer")
-    if version != NATIVE_VERSION:
-        raise _Invalid(f"unsupported version {version} (this app reads version "
-                       f"{NATIVE_VERSION})", "version")
+    if version not in READABLE_VERSIONS:
+        raise _Invalid(f"unsupported version {version} (this app reads versions "
+                       f"{', '.join(map(str, READABLE_VERSIONS))})", "version")
+    if version < 2 and "guidance" in doc:
+        raise _Invalid("unknown field 'guidance' (version 1 files have none)", "guidance")
     _text(doc.get("exported"), "exported", null=True)
     prof = _fields(doc["profile"], "profile", _PROFILE_KEYS, {"name"})
     name = _text(prof["name"], "profile.name")
@@ -235,7 +239,28 @@ def _parse_native(doc: dict, where: str, surrogates: bool = True) -> ParsedBankF
         seen[rating.id] = i
         ratings.append(rating)
     return ParsedBankFile("native", where, name, description, fingerprint, responses,
-                          tuple(ratings))
+                          tuple(ratings), guidance=_parse_guidance(doc.get("guidance"), responses))
+
+
+def _parse_guidance(value: Any, responses: tuple[str, ...]) -> dict[str, str] | None:
+    """{response: guidance}: each key one of the file's responses, each text valid guidance."""
+    from .guidance import check_guidance
+
+    if value is None:
+        return None
+    _want(value, dict, "guidance", "an object of response -> text")
+    members = set(responses)
+    out = {}
+    for response, text in value.items():
+        at = f"guidance[{_quote(response)}]"
+        if response not in members:
+            raise _Invalid("not one of the file's responses", at)
+        _text(text, at)
+        try:
+            out[response] = check_guidance(text, response)
+        except BankError as e:
+            raise _Invalid(str(e), at) from None
+    return out
 
 
 def _parse_rating(item: Any, i: int, surrogates: bool) -> Rating:

@@ -74,3 +74,82 @@ def test_a_response_dropped_from_the_set_hides_its_guidance_until_it_returns(sma
     assert small_bank.guidance("P") == {}
     small_bank.update_profile("P", responses=list(SMALL_R))
     assert small_bank.guidance("P") == {F: "refunds take 5 days"}
+
+
+# ---- the native bank file carries guidance (version 2) -------------------------------------------
+
+def _exported(bank, tmp_path):
+    from bank_store.formats import export_native
+
+    path = tmp_path / "out.json"
+    export_native(bank, "P", path)
+    return path
+
+
+def test_native_file_round_trips_guidance_into_a_new_profile(small_bank, tmp_path):
+    import json
+
+    from bank_store.formats import import_file
+
+    small_bank.set_guidance("P", A, "three to five days")
+    small_bank.add_rating("P", "where is my card", B, A)
+    path = _exported(small_bank, tmp_path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["version"] == 2 and doc["guidance"] == {A: "three to five days"}
+    report = import_file(small_bank, path, "Copy")
+    assert "Guidance: 1 responses" in report.summary()
+    assert small_bank.guidance("Copy") == {A: "three to five days"}
+    assert small_bank.rating_count("Copy") == 1
+
+
+def test_merge_keeps_the_users_guidance_and_replace_takes_the_files(small_bank, tmp_path):
+    from bank_store.formats import import_file
+
+    small_bank.set_guidance("P", A, "from the file")
+    small_bank.set_guidance("P", B, "also from the file")
+    path = _exported(small_bank, tmp_path)
+    small_bank.set_guidance("P", A, "mine")
+    small_bank.set_guidance("P", B, None)
+    import_file(small_bank, path, "P")
+    assert small_bank.guidance("P") == {A: "mine", B: "also from the file"}
+    import_file(small_bank, path, "P", mode="replace")
+    assert small_bank.guidance("P") == {A: "from the file", B: "also from the file"}
+
+
+def test_version_1_files_still_import_and_cannot_carry_guidance(small_bank, tmp_path):
+    import json
+
+    from bank_store.formats import import_file
+
+    small_bank.add_rating("P", "where is my card", B, A)
+    doc = json.loads(_exported(small_bank, tmp_path).read_text(encoding="utf-8"))
+    doc["version"] = 1
+    del doc["guidance"]
+    v1 = tmp_path / "v1.json"
+    v1.write_text(json.dumps(doc), encoding="utf-8")
+    assert import_file(small_bank, v1, "Old").added == 1
+    doc["guidance"] = {A: "x"}
+    v1.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(BankError, match="guidance"):
+        import_file(small_bank, v1, "Older")
+
+
+@pytest.mark.parametrize("guidance, where", [
+    ({"not a response": "x"}, "not one of the file's responses"),
+    ({A: 5}, "text"),
+    ({A: "bell\x07"}, "control characters"),
+    (["x"], "an object"),
+])
+def test_bad_guidance_in_a_file_names_where(small_bank, tmp_path, guidance, where):
+    import json
+
+    from bank_store.formats import import_file
+
+    doc = json.loads(_exported(small_bank, tmp_path).read_text(encoding="utf-8"))
+    doc["guidance"] = guidance
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(BankError, match=where) as info:
+        import_file(small_bank, bad, "New")
+    assert "guidance" in str(info.value)
+    assert [p.name for p in small_bank.list_profiles()] == ["P"]

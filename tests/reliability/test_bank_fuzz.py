@@ -283,7 +283,7 @@ def _structural_case(base: str, doc, kind: str, data) -> tuple[str | bytes, str 
             top = data.draw(st.sampled_from([[], "bank", 3, None, [doc]]))
             return to_json(top), None
         field, value = data.draw(st.sampled_from([
-            ("format", "cm-desktop-bank-v0"), ("format", "CM-DESKTOP-BANK"), ("version", 2),
+            ("format", "cm-desktop-bank-v0"), ("format", "CM-DESKTOP-BANK"), ("version", 3),
             ("version", 0), ("version", -1), ("version", 1.5), ("version", True),
             ("version", "1"), (None, None)]))
         if field is None:
