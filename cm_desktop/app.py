@@ -152,6 +152,12 @@ def damaged_bank_dialog(parent, exc):
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from cm_desktop.system_libs import check_gui_libraries
+
+    problem = check_gui_libraries()     # before Qt, which would abort naming the wrong library
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 

@@ -12,14 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 QT_FREE = [ROOT / "bank_store", ROOT / "cm_desktop" / "cm", ROOT / "cm_desktop" / "backends",
            ROOT / "cm_desktop" / "cli", ROOT / "cm_desktop" / "__init__.py", ROOT / "cm_desktop" / "cancel.py",
            ROOT / "cm_desktop" / "paths.py", ROOT / "cm_desktop" / "settings.py",
-           ROOT / "cm_desktop" / "credentials.py", ROOT / "cm_desktop" / "datasets.py"]
+           ROOT / "cm_desktop" / "credentials.py", ROOT / "cm_desktop" / "datasets.py",
+           ROOT / "cm_desktop" / "system_libs.py"]
 QT_MODULES = ("PySide6", "PyQt5", "PyQt6", "shiboken6")
 
 # The layers, bottom up. A module may import from its own unit and from lower layers only; units
 # on one layer (the command line and the GUI) do not import each other.
 LAYERS = [
     {"bank_store"},                        # the SQLite bank: imports nothing of cm_desktop
-    {"cancel", "paths", "credentials", "datasets"},  # small helpers every layer above may use
+    {"cancel", "paths", "credentials", "datasets", "system_libs"},  # small helpers for the layers above
     {"backends"},                          # model access
     {"cm"},                                # the CM method, on a bank and a backend
     {"settings"},                          # the app's saved settings: a backend config, engine options
