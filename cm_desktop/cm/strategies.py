@@ -11,7 +11,7 @@ always chosen by scoring the response set - free text is never parsed.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 STRATEGIES = ("vanilla", "cot", "fot", "consistent", "feedback")
 FOT_EXAMPLES = 3        # FoT shows the k nearest rated examples; CoT the single nearest
@@ -65,9 +65,86 @@ def restricted_prompt(candidates: Sequence[str], query: str) -> str:
     return vanilla_prompt(candidates, query)
 
 
-def chat_messages(query: str, chosen: str, history: Sequence[dict] = ()) -> list[dict]:
-    """Messages for the answer the model writes once CM has decided what the user means
-    (one prompt for `cm chat` and the app's Chat view)."""
-    instruction = (f"The user's message is about: {chosen}. "
-                   "Reply helpfully and briefly to that request.\n\n")
-    return list(history) + [{"role": "user", "content": instruction + query}]
+# ---- the answer prompt -----------------------------------------------------------------------
+# Once CM has decided what the user means, the model writes the reply. A small base model does
+# not follow a bare instruction ("What to tell the customer: ..." stated a key fact in 1 of 8
+# replies); shown two worked replies that state their note first, it did in 6 of 8. So the prompt
+# is: a short instruction, two worked turns (a different domain from any profile's, so the model
+# copies their form, not their facts), the conversation so far, then the message with its note.
+# The instruction and worked turns never change: they stay a cacheable prefix.
+
+NOTE_MEANING = "What the user means"
+NOTE_GUIDANCE = "What the reply must say"
+CHAT_INSTRUCTION = (
+    "You are a helpful assistant. Each user message comes with a note in brackets saying what "
+    "the user means and what the reply must say. Reply to the message in one to three short "
+    "sentences, stating what the note says in your own words. Never repeat the note itself.")
+
+_WORKED_TURNS = (
+    ("My parcel still hasn't shown up.", "delivery status",
+     "Parcels arrive within 2-4 working days. Offer to send the tracking link.",
+     "Parcels usually arrive within 2-4 working days. Would you like me to send you the tracking "
+     "link so you can see where it is?",
+     "I can help you find out where your parcel is. Could you tell me your order number?"),
+    ("I can't get into my account anymore", "password reset",
+     "Use 'Forgot password' on the sign-in page; the reset link is valid for 1 hour.",
+     "Click 'Forgot password' on the sign-in page and we'll email you a reset link. The link is "
+     "valid for 1 hour, so use it soon.",
+     "I'm sorry you're locked out. I can help you reset your password: which email address is "
+     "your account under?"),
+)
+
+
+def _note(chosen: str, guidance: str) -> str:
+    note = f"{NOTE_MEANING}: {_one_line(chosen)}."
+    if guidance.strip():
+        note += f" {NOTE_GUIDANCE}: {_one_line(guidance)}"
+    return f"[{note}]"
+
+
+def guided_turn(query: str, chosen: str, guidance: str = "") -> str:
+    """The user's message as the model sees it: the text, then the note from CM's decision."""
+    return f"{query.strip()}\n{_note(chosen, guidance)}"
+
+
+def chat_preamble(guided: bool = True) -> list[dict]:
+    """The instruction and the worked turns (with guidance notes when `guided`, else notes that
+    carry only the meaning and replies that invent no facts)."""
+    msgs = [{"role": "system", "content": CHAT_INSTRUCTION}]
+    for query, meaning, guidance, with_guidance, without in _WORKED_TURNS:
+        msgs += [{"role": "user", "content": guided_turn(query, meaning, guidance if guided else "")},
+                 {"role": "assistant", "content": with_guidance if guided else without}]
+    return msgs
+
+
+def _approx_tokens(text: str) -> int:
+    """A count that is not below a real tokenizer's for ordinary text (~4 characters a token)."""
+    return len(text) // 3 + 1
+
+
+def chat_messages(query: str, chosen: str, history: Sequence[dict] = (), guidance: str = "", *,
+                  count_tokens: Callable[[str], int] | None = None,
+                  budget: int | None = None) -> list[dict]:
+    """Messages for the answer the model writes once CM has decided what the user means: the
+    preamble, the conversation so far, then `query` with its note (one prompt for `cm chat` and
+    the app's Chat view).
+
+    With a `budget` (tokens the prompt may take), the oldest turns of `history` go first, a
+    user turn together with its reply; then the worked turns; the message itself always stays.
+    """
+    count = count_tokens or _approx_tokens
+    preamble = chat_preamble(guided=bool(guidance.strip()))
+    current = {"role": "user", "content": guided_turn(query, chosen, guidance)}
+    turns = [{"role": m["role"], "content": m["content"]} for m in history]
+    if budget is None:
+        return preamble + turns + [current]
+    per_message = 4   # role marker and separators
+    cost = lambda msgs: sum(count(m["content"]) + per_message for m in msgs)  # noqa: E731
+    fixed = cost([current])
+    while turns and cost(preamble) + cost(turns) + fixed > budget:
+        # drop the oldest exchange: up to and including the next assistant reply
+        cut = next((i + 1 for i, m in enumerate(turns) if m["role"] == "assistant"), len(turns))
+        turns = turns[cut:]
+    if cost(preamble) + fixed > budget:
+        preamble = preamble[:1] if cost(preamble[:1]) + fixed <= budget else []
+    return preamble + turns + [current]

@@ -1,0 +1,135 @@
+"""The chat turn's pure parts: the answer prompt, fitting it into the context, the follow-up
+rule and the reply cleaner (no model needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cm_desktop.cm import chat
+from cm_desktop.cm import strategies as st
+
+GUIDANCE = "Cards arrive within 3-5 working days. Offer to track it in the app."
+
+
+def _history(n_exchanges: int) -> list[dict]:
+    out = []
+    for i in range(n_exchanges):
+        out += [{"role": "user", "content": f"question {i} " + "word " * 20},
+                {"role": "assistant", "content": f"answer {i} " + "word " * 20}]
+    return out
+
+
+def test_prompt_holds_instruction_worked_turns_history_then_the_guided_message():
+    history = _history(2)
+    msgs = st.chat_messages("Where is my card?", "card arrival", history, GUIDANCE)
+    assert msgs[0]["role"] == "system"
+    worked = msgs[1:1 + 2 * len(st._WORKED_TURNS)]
+    assert [m["role"] for m in worked] == ["user", "assistant"] * len(st._WORKED_TURNS)
+    assert all(st.NOTE_GUIDANCE in m["content"] for m in worked if m["role"] == "user")
+    assert msgs[-5:-1] == history
+    last = msgs[-1]
+    assert last["role"] == "user" and last["content"].startswith("Where is my card?\n[")
+    assert "card arrival" in last["content"] and GUIDANCE in last["content"]
+
+
+def test_without_guidance_the_note_carries_only_the_meaning_and_examples_invent_nothing():
+    msgs = st.chat_messages("Where is my card?", "card arrival")
+    text = "\n".join(m["content"] for m in msgs)
+    assert st.NOTE_GUIDANCE not in text
+    assert "card arrival" in msgs[-1]["content"]
+    # the unguided worked replies state none of the guided ones' facts
+    assert "2-4 working days" not in text and "1 hour" not in text
+
+
+def test_the_fixed_part_is_the_same_for_every_message_of_a_guided_conversation():
+    a = st.chat_messages("one", "card arrival", (), GUIDANCE)
+    b = st.chat_messages("two", "lost or stolen card", _history(1), "Freeze the card.")
+    n = 1 + 2 * len(st._WORKED_TURNS)
+    assert a[:n] == b[:n]
+
+
+def test_oldest_exchanges_go_first_when_the_context_is_full():
+    count = lambda text: len(text.split())  # noqa: E731  (a word a token)
+    history = _history(6)
+    full = st.chat_messages("now?", "card arrival", history, GUIDANCE, count_tokens=count,
+                            budget=10**6)
+    assert full[-13:-1] == history
+    fixed = sum(count(m["content"]) + 4 for m in full[:-13] + full[-1:])
+    per_exchange = sum(count(m["content"]) + 4 for m in history[:2])
+    budget = fixed + 3 * per_exchange          # room for exactly three exchanges
+    msgs = st.chat_messages("now?", "card arrival", history, GUIDANCE, count_tokens=count,
+                            budget=budget)
+    assert msgs[-7:-1] == history[-6:]        # the newest three, whole
+    assert msgs[:-7] == full[:-13]             # the preamble stays
+    assert sum(count(m["content"]) + 4 for m in msgs) <= budget
+    # a budget too small for any history or worked turn keeps the instruction and the message
+    tiny = st.chat_messages("now?", "card arrival", history, GUIDANCE, count_tokens=count,
+                            budget=count(full[0]["content"]) + count(full[-1]["content"]) + 8)
+    assert tiny == [full[0], full[-1]]
+
+
+def test_reply_messages_fit_the_backends_context_with_room_for_the_reply():
+    class Small:
+        n_ctx = 400
+
+        @staticmethod
+        def count_tokens(text):
+            return len(text.split()) * 2
+
+    msgs = chat.reply_messages(Small(), "and now?", "card arrival", GUIDANCE, _history(10),
+                               max_tokens=100)
+    used = sum(Small.count_tokens(m["content"]) + 4 for m in msgs)
+    assert used <= 400 - 100
+    assert msgs[-1]["content"].startswith("and now?") and len(msgs) < 1 + 4 + 20 + 1
+
+
+@pytest.mark.parametrize("rule, expected", [("alone", "how long does that take?"),
+                                            ("with_previous",
+                                             "my card hasn't come how long does that take?")])
+def test_followup_rules(rule, expected):
+    history = [{"role": "user", "content": "my card hasn't come"},
+               {"role": "assistant", "content": "Sorry to hear that."}]
+    assert chat.decision_text("how long does that take?", history, rule) == expected
+    # a first message is decided alone whatever the rule
+    assert chat.decision_text("first", [], rule) == "first"
+    with pytest.raises(ValueError, match="follow-up rule"):
+        chat.decision_text("x", history, "magic")
+
+
+@pytest.mark.parametrize("pieces, shown", [
+    (["Your card ", "arrives in 3-5 ", "days."], "Your card arrives in 3-5 days."),
+    (["  Sure. ", "It is free.\nUs", "er: next question"], "Sure. It is free."),
+    (["Cards arrive soon. [What the user", " means: card arrival.]"], "Cards arrive soon."),
+    (["Done.\nWhat the reply must say: x"], "Done."),
+    (["Hi\nAssist", "ant: more"], "Hi"),
+    (["Use", "r names are fine"], "User names are fine"),
+    (["[What the user means: x]"], ""),
+])
+def test_clean_reply_ends_at_prompt_text_and_never_shows_part_of_a_marker(pieces, shown):
+    out = list(chat.clean_reply(pieces))
+    assert "".join(out) == shown
+    assert chat.leak_position("".join(out)) == -1
+
+
+def test_clean_reply_closes_the_model_stream_when_it_cuts():
+    closed = []
+
+    def stream():
+        try:
+            yield "Fine.\nUser: what"
+            yield "never asked for"
+        finally:
+            closed.append(True)
+
+    assert "".join(chat.clean_reply(stream())) == "Fine."
+    assert closed == [True]
+
+
+def test_history_messages_skip_empty_replies():
+    from bank_store import Message
+
+    msgs = [Message(1, "user", "a"), Message(2, "assistant", ""), Message(3, "user", "b"),
+            Message(4, "assistant", "B", "r")]
+    assert chat.history_messages(msgs) == [
+        {"role": "user", "content": "a"}, {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "B"}]
