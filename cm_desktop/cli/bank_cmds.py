@@ -89,6 +89,9 @@ def _register_profile(subparsers) -> None:
     p.add_argument("name")
     p.set_defaults(func=cmd_profile_delete)
 
+    from cm_desktop.cli.guidance_cmds import register_under_profile
+    register_under_profile(sub)
+
 
 def cmd_profile_create(args) -> int:
     responses = _responses_option(args)
@@ -114,6 +117,7 @@ def cmd_profile_show(args) -> int:
         with bank.transaction(write=False):
             p = bank.get_profile(args.name)
             stats = bank.stats(args.name)
+            guidance = bank.guidance(args.name)
     by_source = ", ".join(f"{k} {v}" for k, v in stats["by_source"].items())
     print(f"profile      {inert(p.name)}")
     print(f"description  {inert(p.description) or '-'}")
@@ -123,9 +127,10 @@ def cmd_profile_show(args) -> int:
     print(f"agreement    {stats['agreement']:.1%} of ratings have y' == y")
     print(f"coverage     {stats['coverage']:.1%} of the response set seen in the bank")
     shown = p.responses if args.all else p.responses[:10]
-    print(f"responses    {len(p.responses)}")
+    print(f"responses    {len(p.responses)} ({len(guidance)} with guidance)")
     for r in shown:
-        print(f"  {inert(r)}")
+        note = f"  -- {' '.join(guidance[r].split())}" if r in guidance else ""
+        print(f"  {inert(r + note)}")
     if len(shown) < len(p.responses):
         print(f"  ... {len(p.responses) - len(shown)} more (--all lists them)")
     return 0

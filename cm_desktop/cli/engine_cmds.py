@@ -1,4 +1,4 @@
-"""`cm estimate`, `cm eval`, `cm chat`: the CM engine from the terminal.
+"""`cm estimate`, `cm eval`: the CM engine from the terminal (`cm chat` is in chat_cmds).
 
 Each takes the backend options --backend llama_cpp|hf|openai --model PATH --base-url URL
 (default: the embedded Gemma via llama_cpp) and --threads.
@@ -142,55 +142,6 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def cmd_chat(args) -> int:
-    from cm_desktop.cm import strategies as st
-    from cm_desktop.cm.engine import CMEngine
-
-    bank = open_bank(args)
-    bank.get_profile(args.profile)
-    backend = _load_backend(args)
-    engine = CMEngine(backend, bank, args.profile, strategy=args.strategy, variant=args.memory,
-                      calibrate=not args.no_calibrate, length_normalise=args.length_normalise)
-    out = sys.stdout
-    last = None
-    history: list[dict] = []
-    interactive = sys.stdin.isatty()
-    try:
-        while True:
-            if interactive:
-                out.write("> ")
-                out.flush()
-            line = sys.stdin.readline()
-            if not line:
-                break
-            text = line.strip()
-            if not text:
-                continue
-            if text == "/quit":
-                break
-            if text == "/why":
-                out.write((last.explain() if last else "no decision yet") + "\n")
-                out.flush()
-                continue
-            last = engine.decide(text)
-            out.write(f"[{last.chosen}] ")
-            out.flush()
-            reply = []
-            for piece in backend.stream_chat(st.chat_messages(text, last.chosen, history),
-                                             max_tokens=args.max_tokens):
-                reply.append(piece)
-                out.write(piece)
-                out.flush()
-            out.write("\n")
-            out.flush()
-            history += [{"role": "user", "content": text},
-                        {"role": "assistant", "content": "".join(reply)}]
-            history = history[-6:]          # the small model's context: the last three turns
-    finally:
-        backend.close()
-    return 0
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "estimate", help="estimate a bank: run the model on a sample of a labelled dataset",
@@ -215,16 +166,6 @@ def register(subparsers) -> None:
     p.add_argument("--json", metavar="OUT.json", help="also write the rows as JSON")
     _add_backend_options(p)
     p.set_defaults(func=cmd_eval)
-
-    p = subparsers.add_parser(
-        "chat", help="chat with CM applied; /why shows the last decision, /quit leaves",
-        description="Each line is classified with CM, then the model answers for that meaning.")
-    p.add_argument("--profile", required=True)
-    p.add_argument("--strategy", choices=STRATEGY_NAMES, default="vanilla")
-    p.add_argument("--memory", choices=VARIANT_NAMES, default="instance")
-    p.add_argument("--max-tokens", type=int, default=128)
-    _add_backend_options(p)
-    p.set_defaults(func=cmd_chat)
 
 
 def main(argv=None) -> int:

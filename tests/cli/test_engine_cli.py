@@ -1,8 +1,7 @@
-"""`cm estimate` -> `cm eval` -> JSON, resume, and `cm chat`, on the real embedded model."""
+"""`cm estimate` -> `cm eval` -> JSON and resume, on the real embedded model."""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from pathlib import Path
@@ -97,21 +96,3 @@ def test_engine_commands_reject_bad_input(tmp_path, dataset, capsys):
     assert "magic" in capsys.readouterr().err
     assert _cm(bank_file, "eval", "--dataset", str(dataset), "--profile", "nobody") == 1
     assert "nobody" in capsys.readouterr().err
-
-
-def test_chat_decides_streams_and_explains(tmp_path, monkeypatch, capsys):
-    from bank_store import DiscrepancyBank
-
-    bank_file = tmp_path / "bank.sqlite3"
-    bank = DiscrepancyBank(bank_file)
-    bank.create_profile("p", ["alarm", "music", "weather"])
-    for x in ("wake me up at six", "set an alarm for seven"):
-        bank.add_rating("p", x, "music", "alarm")
-    bank.close()
-    monkeypatch.setattr("sys.stdin", io.StringIO("wake me up at five\n/why\n/quit\nnever read\n"))
-    assert _cm(bank_file, "chat", "--profile", "p", "--memory", "paper", "--max-tokens", "8") == 0
-    out = capsys.readouterr().out
-    first = out.splitlines()[0]
-    assert first.startswith("[") and first[1:first.index("]")] in {"alarm", "music", "weather"}
-    assert "chosen:" in out and "rule paper-" in out
-    assert "never read" not in out
