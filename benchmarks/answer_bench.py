@@ -1,0 +1,191 @@
+"""Answer quality of the chat on the embedded model: key facts stated with and without guidance,
+prompt leaks, the follow-up decision rule, and time to first token over a conversation.
+
+    python3 benchmarks/answer_bench.py --queries 100 --threads 2 [--bank-file B] [--json OUT]
+
+1. A bank for the Banking77 sample profile is estimated from banking77/large.jsonl (the paper's
+   step 1, `--bank-proportion`); with --bank-file an earlier bank is reused.
+2. `--queries` held-out queries from banking77/small.jsonl: CM decides (instance memory), then
+   the model writes the reply twice, with the chosen response's guidance (resources/) and without.
+   A reply *states a key fact* when every word of one of the chosen response's key facts is in it
+   (case, punctuation and word order ignored). A reply *leaks* when the raw model text contains
+   the prompt's note labels, its instruction or a role marker (counted before and after the
+   reply cleaner that the app and `cm chat` use).
+3. The follow-ups (benchmarks/data/followups.jsonl, written for this): the second turn decided
+   alone vs together with the previous user turn; share with the right meaning.
+4. One ten-turn conversation: time to the first reply token at each turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO / ".." / "shared" / "datasets" / "banking77"
+FOLLOWUPS = REPO / "benchmarks" / "data" / "followups.jsonl"
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9%]+", text.lower().replace("–", "-")))
+
+
+def states_key_fact(reply: str, facts) -> bool:
+    got = words(reply)
+    return any(words(f) and words(f) <= got for f in facts)
+
+
+def raw_and_shown(backend, messages, max_tokens):
+    """The model's own text and what the reply cleaner shows, from one generation."""
+    from cm_desktop.cm import chat
+
+    raw: list[str] = []
+
+    def tee():
+        for piece in backend.stream_chat(messages, max_tokens=max_tokens, temperature=0.0):
+            raw.append(piece)
+            yield piece
+
+    shown = "".join(chat.clean_reply(tee()))
+    return "".join(raw), shown
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bank-proportion", type=float, default=0.03)
+    ap.add_argument("--bank-file", help="reuse (or create) this bank instead of a temporary one")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=80)
+    ap.add_argument("--turns", type=int, default=10)
+    ap.add_argument("--json", help="write the figures and every reply here")
+    ap.add_argument("--show", type=int, default=4, help="print this many example replies")
+    args = ap.parse_args()
+
+    from bank_store import DiscrepancyBank
+    from cm_desktop.backends import BackendConfig, load_backend
+    from cm_desktop.cm import chat
+    from cm_desktop.cm.engine import CMEngine
+    from cm_desktop.cm.estimate import estimate_bank
+    from cm_desktop.cm.evaluate import held_out_queries, load_dataset
+    from cm_desktop.ui.resource_files import (SAMPLE_PROFILE_NAME, ensure_sample_profile,
+                                              sample_guidance)
+
+    profile = SAMPLE_PROFILE_NAME
+    tmp = tempfile.TemporaryDirectory()
+    bank_path = Path(args.bank_file) if args.bank_file else Path(tmp.name) / "bank.sqlite3"
+    bank = DiscrepancyBank(bank_path)
+    ensure_sample_profile(bank)
+    backend = load_backend(BackendConfig(kind="llama_cpp", n_threads=args.threads))
+    t0 = time.perf_counter()
+    report = estimate_bank(backend, bank, DATA / "large.jsonl", args.bank_proportion, 40, profile)
+    print(f"bank: {bank.rating_count(profile)} ratings ({report.added} new, "
+          f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    engine = CMEngine(backend, bank, profile, variant="instance")
+    facts = {g.response: g.key_facts for g in sample_guidance(profile)}
+    guidance = bank.guidance(profile)
+    queries = held_out_queries(load_dataset(DATA / "small.jsonl"), bank, profile, None,
+                               args.seed)
+    queries = random.Random(args.seed).sample(list(queries), min(args.queries, len(queries)))
+
+    rows = []
+    t0 = time.perf_counter()
+    for i, rec in enumerate(queries):
+        trace = engine.decide(rec["input"])
+        row = {"query": rec["input"], "label": rec["label"], "chosen": trace.chosen}
+        for arm, text in (("with", guidance.get(trace.chosen, "")), ("without", "")):
+            msgs = chat.reply_messages(backend, rec["input"], trace.chosen, text, (),
+                                       args.max_tokens)
+            raw, shown = raw_and_shown(backend, msgs, args.max_tokens)
+            row[arm] = {"raw": raw, "shown": shown,
+                        "fact": states_key_fact(shown, facts.get(trace.chosen, ())),
+                        "raw_leak": chat.leak_position(raw) >= 0,
+                        "shown_leak": chat.leak_position(shown) >= 0}
+        rows.append(row)
+        print(f"\r{i + 1}/{len(queries)} {time.perf_counter() - t0:.0f} s", end="",
+              file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    n = len(rows)
+
+    def share(arm, key):
+        return sum(r[arm][key] for r in rows) / n
+
+    right = [r for r in rows if r["chosen"] == r["label"]]
+    figures = {
+        "queries": n, "decision_accuracy": len(right) / n,
+        "key_fact_with_guidance": share("with", "fact"),
+        "key_fact_without_guidance": share("without", "fact"),
+        "key_fact_with_guidance_right_meaning":
+            sum(r["with"]["fact"] for r in right) / max(len(right), 1),
+        "raw_leak_with": share("with", "raw_leak"), "raw_leak_without": share("without", "raw_leak"),
+        "shown_leak_with": share("with", "shown_leak"),
+        "shown_leak_without": share("without", "shown_leak"),
+        "empty_replies_with": sum(not r["with"]["shown"].strip() for r in rows) / n,
+    }
+
+    # follow-ups: the second turn decided alone vs with the previous user turn
+    follow = [json.loads(line) for line in FOLLOWUPS.read_text(encoding="utf-8").splitlines()
+              if line.strip()]
+    hits = {rule: 0 for rule in chat.FOLLOWUP_RULES}
+    for f in follow:
+        history = [{"role": "user", "content": f["first"]},
+                   {"role": "assistant", "content": ""}]
+        for rule in chat.FOLLOWUP_RULES:
+            chosen = engine.decide(chat.decision_text(f["followup"], history, rule)).chosen
+            hits[rule] += chosen == f["label"]
+    for rule in chat.FOLLOWUP_RULES:
+        figures[f"followup_{rule}"] = hits[rule] / len(follow)
+    figures["followups"] = len(follow)
+    figures["followup_rule_in_use"] = chat.FOLLOWUP_RULE
+
+    # time to first token over one conversation
+    history: list[dict] = []
+    ttft = []
+    for turn in range(args.turns):
+        rec = queries[turn % n]
+        trace = engine.decide(chat.decision_text(rec["input"], history))
+        msgs = chat.reply_messages(backend, rec["input"], trace.chosen,
+                                   guidance.get(trace.chosen, ""), history, args.max_tokens)
+        t = time.perf_counter()
+        stream = chat.clean_reply(backend.stream_chat(msgs, max_tokens=args.max_tokens,
+                                                      temperature=0.0))
+        first = next(stream, "")
+        ttft.append(time.perf_counter() - t)
+        reply = first + "".join(stream)
+        history += [{"role": "user", "content": rec["input"]},
+                    {"role": "assistant", "content": reply}]
+    figures["ttft_s"] = [round(x, 3) for x in ttft]
+    figures["ttft_turn_last_over_first"] = ttft[-1] / ttft[0]
+    backend.close()
+    bank.close()
+
+    figures["machine"] = f"{platform.machine()}, {platform.processor() or '?'}, " \
+                         f"threads {args.threads}"
+    figures["date"] = time.strftime("%Y-%m-%d")
+    for r in rows[:args.show]:
+        print(f"\nQ: {r['query']}\n   chosen {r['chosen']} (label {r['label']})")
+        print(f"   with guidance:    {r['with']['shown']!r}")
+        print(f"   without guidance: {r['without']['shown']!r}")
+    print()
+    for k, v in figures.items():
+        print(f"{k:40s} {v:.3f}" if isinstance(v, float) else f"{k:40s} {v}")
+    print(f"ttft median turns 1-3 {statistics.median(ttft[:3]):.3f} s, "
+          f"turns {args.turns - 2}-{args.turns} {statistics.median(ttft[-3:]):.3f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"figures": figures, "rows": rows}, indent=1,
+                                              ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
