@@ -48,6 +48,16 @@ class Trace:
         d["neighbours"] = [[x, y, float(s)] for x, y, s in self.neighbours]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Trace":
+        """A stored trace (to_dict's JSON, e.g. a conversation's reply) back as a Trace."""
+        return cls(str(d["query"]), str(d["strategy"]), str(d["variant"]),
+                   str(d["model_response"]), [(str(r), float(p)) for r, p in d["model_top"]],
+                   [(str(r), int(n)) for r, n in d["candidates"]], str(d["chosen"]),
+                   str(d["rule"]), int(d["passes"]), float(d["seconds"]),
+                   [(str(x), str(y), float(s)) for x, y, s in d.get("neighbours", [])],
+                   {str(k): float(v) for k, v in d.get("scores", {}).items()})
+
     def explain(self) -> str:
         """What was decided and why, in a few lines (the Chat view's Why panel, `/why` in `cm chat`)."""
         def short(text: str, limit: int = 70) -> str:

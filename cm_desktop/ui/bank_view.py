@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QGridLayout, QGroup
 from cm_desktop.cm.bank_summary import BankSnapshot, load_snapshot, remove_pairs
 from cm_desktop.ui.bank_table import (COL_AGREES, COL_COUNT, COL_MODEL, COL_SHARE, COL_USER,
                                       BankFilterProxy, BankTableModel)
+from cm_desktop.ui.guidance_editor import GuidanceEditor
 from cm_desktop.ui.heatmap import TransitionHeatmap
 from cm_desktop.ui.ops import BankQuery, BankWrite
 from cm_desktop.ui.plain import plain_label
@@ -158,8 +159,9 @@ class BankView(QWidget):
         header.setSectionResizeMode(COL_USER, QHeaderView.Stretch)
         for col in (COL_COUNT, COL_SHARE, COL_AGREES):
             header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
-        self.table.selectionModel().selectionChanged.connect(
-            lambda *_: self.delete_button.setEnabled(bool(self.selected_pairs())))
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
+        # the selected entry's response: what a reply for it must say
+        self.guidance_editor = GuidanceEditor(self.ctx, self)
         delete_shortcut = QShortcut(QKeySequence.Delete, self.table)
         delete_shortcut.setContext(Qt.WidgetWithChildrenShortcut)
         delete_shortcut.activated.connect(self.delete_selected)
@@ -174,6 +176,7 @@ class BankView(QWidget):
         tl.addLayout(row)
         tl.addWidget(self.table, 1)
         tl.addWidget(self.count_label)
+        tl.addWidget(self.guidance_editor)
 
         # heatmap
         self.heatmap = TransitionHeatmap()
@@ -375,6 +378,12 @@ class BankView(QWidget):
         return False
 
     # ----- delete + undo ----------------------------------------------------------------------
+    def _selection_changed(self) -> None:
+        pairs = self.selected_pairs()
+        self.delete_button.setEnabled(bool(pairs))
+        if pairs:
+            self.guidance_editor.select(pairs[0][1])
+
     def selected_pairs(self) -> list[tuple[str, str]]:
         rows = {self.proxy.mapToSource(i).row() for i in self.table.selectionModel().selectedRows()}
         return [(self.table_model.entry(r).model_response, self.table_model.entry(r).user_response)

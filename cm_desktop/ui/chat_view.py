@@ -4,7 +4,12 @@ an answer the model writes for it, streamed token by token.
 Per reply: a Why expander (the raw model response, the top of p(y'|x), the candidate set with
 counts, the nearest rated instances, the rule that fired, passes and time), a raw/personalized
 toggle, 👍 (rates y' → chosen) and 👎 (pick what you meant: the candidate set first, then the full
-set, filterable). Enter sends, Shift+Enter adds a newline, Stop or Esc cancels.
+set, filterable), Regenerate and Copy. Enter sends, Shift+Enter adds a newline, Stop or Esc cancels.
+
+Conversations are kept in the bank: the side list opens, searches, renames and deletes them
+(Ctrl+N starts a new one), the last one is open again after a restart, and a conversation can be
+exported as Markdown. A reply is written from the chosen response, its guidance and the
+conversation so far (cm.chat); a follow-up is decided together with the previous user turn.
 """
 
 from __future__ import annotations
@@ -13,176 +18,32 @@ import itertools
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QDialog,
-    QDialogButtonBox,
-    QFrame,
-    QHBoxLayout,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QPlainTextEdit,
-    QPushButton,
-    QScrollArea,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
-from cm_desktop.cm.choices import filter_responses
-from cm_desktop.cm.strategies import chat_messages
-from cm_desktop.ui.ops import BankQuery, ModelJob
+from cm_desktop.cm import chat
+from cm_desktop.ui.chat_widgets import ChatInput, PickResponseDialog, ReplyWidget
+from cm_desktop.ui.conversation_list import NO_RATINGS, ConversationList
+from cm_desktop.ui.ops import BankQuery, BankWrite, ModelJob, Priority
 from cm_desktop.ui.plain import one_line, plain_label, set_plain
 from cm_desktop.ui.rating_commands import AddRatingCommand
 
 
-class PickResponseDialog(QDialog):
-    """👎: what did you mean? The bank's candidates for y' first, then the whole set, filterable."""
+class _ConversationRef:
+    """The conversation new turns go to. Its id is set on the write thread by the first write
+    of a new conversation; later writes, queued behind it, read it there."""
 
-    def __init__(self, candidates: list[tuple[str, int]], model_top, responses: list[str], parent=None):
-        super().__init__(parent)
-        self.setWindowTitle("What did you mean?")
-        self.chosen: str | None = None
-        layout = QVBoxLayout(self)
-        layout.addWidget(plain_label("Pick the response you meant. Suggestions first; type to search all."))
-        self.suggestions = QListWidget()
-        seen = set()
-        for response, n in candidates:
-            self._add(self.suggestions, f"{response}   (you chose it {n}× before)", response)
-            seen.add(response)
-        for response, p in model_top:
-            if response not in seen:
-                self._add(self.suggestions, f"{response}   (model {p:.0%})", response)
-                seen.add(response)
-        self.filter_edit = QLineEdit()
-        self.filter_edit.setPlaceholderText("Type to search the response set…")
-        self.all_list = QListWidget()
-        self._responses = list(responses)
-        self.filter_edit.textChanged.connect(self._refilter)
-        self._refilter()
-        self.suggestions.itemDoubleClicked.connect(lambda it: self._choose(it.data(Qt.UserRole)))
-        self.all_list.itemDoubleClicked.connect(lambda it: self._choose(it.data(Qt.UserRole)))
-        self.suggestions.currentItemChanged.connect(lambda it, _p: it and self.all_list.clearSelection())
-        layout.addWidget(self.suggestions, 1)
-        layout.addWidget(self.filter_edit)
-        layout.addWidget(self.all_list, 2)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.accepted.connect(self._ok)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-        self.resize(460, 520)
+    def __init__(self, profile: str, conversation_id: int | None = None):
+        self.profile, self.id = profile, conversation_id
 
-    @staticmethod
-    def _add(widget: QListWidget, text: str, response: str) -> None:
-        item = QListWidgetItem(text)
-        item.setData(Qt.UserRole, response)
-        widget.addItem(item)
-
-    def _refilter(self) -> None:
-        self.all_list.clear()
-        for response in filter_responses(self._responses, self.filter_edit.text()):
-            self._add(self.all_list, response, response)
-        if self.filter_edit.text() and self.all_list.count():
-            self.all_list.setCurrentRow(0)
-
-    def _ok(self) -> None:
-        for widget in (self.all_list, self.suggestions):
-            item = widget.currentItem()
-            if item is not None and item.isSelected():
-                self._choose(item.data(Qt.UserRole))
-                return
-
-    def _choose(self, response: str) -> None:
-        self.chosen = response
-        self.accept()
-
-
-class ReplyWidget(QFrame):
-    """One assistant reply: header (the response), streamed answer, Why panel, toggles, ratings."""
-
-    def __init__(self, view: "ChatView", reply_id: int, query: str):
-        super().__init__()
-        self.setObjectName("bubbleBot")
-        self.view, self.reply_id, self.query = view, reply_id, query
-        self.trace = None
-        self.answers = {"personal": "", "raw": ""}
-        self.showing = "personal"
-        self.rated = False
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 8, 12, 8)
-        self.header = plain_label("Thinking…")
-        self.header.setObjectName("personalized")
-        self.body = plain_label("", selectable=True)
-        layout.addWidget(self.header)
-        layout.addWidget(self.body)
-        bar = QHBoxLayout()
-        self.why_button = QToolButton(text="Why ▸", checkable=True)
-        self.raw_button = QToolButton(text="Show raw model", checkable=True)
-        self.up_button = QToolButton(text="👍")
-        self.up_button.setToolTip("Right: remember that this is what I meant")
-        self.down_button = QToolButton(text="👎")
-        self.down_button.setToolTip("Wrong: pick what I meant")
-        for b in (self.why_button, self.raw_button, self.up_button, self.down_button):
-            b.setEnabled(False)
-            bar.addWidget(b)
-        bar.addStretch(1)
-        layout.addLayout(bar)
-        self.why_panel = plain_label("", selectable=True)
-        self.why_panel.setObjectName("whyPanel")
-        self.why_panel.setVisible(False)
-        layout.addWidget(self.why_panel)
-        self.why_button.toggled.connect(self._toggle_why)
-        self.raw_button.toggled.connect(lambda on: view.show_answer(self, "raw" if on else "personal"))
-        self.up_button.clicked.connect(lambda: view.thumbs_up(self))
-        self.down_button.clicked.connect(lambda: view.thumbs_down(self))
-
-    def set_trace(self, trace) -> None:
-        self.trace = trace
-        set_plain(self.header, f"→ {trace.chosen}")
-        set_plain(self.why_panel, trace.explain())
-        for b in (self.why_button, self.raw_button, self.up_button, self.down_button):
-            b.setEnabled(True)
-        if trace.chosen == trace.model_response:
-            self.raw_button.setToolTip("The bank did not change the model's answer here.")
-
-    def set_failed(self, message: str) -> None:
-        set_plain(self.header, "No reply")
-        set_plain(self.body, message)
-
-    def _toggle_why(self, on: bool) -> None:
-        self.why_button.setText("Why ▾" if on else "Why ▸")
-        self.why_panel.setVisible(on)
-
-    def append(self, which: str, text: str) -> None:
-        self.answers[which] += text
-        if which == self.showing:
-            set_plain(self.body, self.answers[which])
-
-    def show(self, which: str) -> None:  # noqa: A003 - the reply shows one of its two answers
-        self.showing = which
-        if self.trace is not None:
-            response = self.trace.chosen if which == "personal" else self.trace.model_response
-            prefix = "→ " if which == "personal" else "Raw model → "
-            set_plain(self.header, prefix + response)
-        set_plain(self.body, self.answers[which])
-
-
-class ChatInput(QPlainTextEdit):
-    send_requested = Signal()
-    stop_requested = Signal()
-
-    def keyPressEvent(self, event):  # noqa: N802 (Qt name)
-        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and not event.modifiers() & Qt.ShiftModifier:
-            self.send_requested.emit()
-            return
-        if event.key() == Qt.Key_Escape:
-            self.stop_requested.emit()
-            return
-        super().keyPressEvent(event)
+    def ensure(self, bank) -> int:
+        if self.id is None:
+            self.id = bank.create_conversation(self.profile).id
+        return self.id
 
 
 class ChatView(QWidget):
     reply_finished = Signal(object)      # the ReplyWidget whose answer finished (or stopped)
+    conversation_loaded = Signal(object)  # the Conversation shown (None: a new, empty one)
 
     def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(parent)
@@ -191,11 +52,18 @@ class ChatView(QWidget):
         self._ids = itertools.count(1)
         self._ops: list = []                 # running ops of this view (Stop cancels them)
         self.pick_dialog: PickResponseDialog | None = None
+        self.guidance_dialog = None
         self._responses: list[str] = []
+        self.history: list[dict] = []        # the open conversation's turns, as chat messages
+        self.conversation = _ConversationRef(ctx.profile or "")
         self._build()
-        ctx.profile_changed.connect(self._load_responses)
+        ctx.profile_changed.connect(self._profile_changed)
         if ctx.profile:
-            self._load_responses(ctx.profile)
+            self._profile_changed(ctx.profile)
+
+    def _profile_changed(self, profile: str) -> None:
+        self._load_responses(profile)
+        self.open_latest()
 
     def _load_responses(self, profile: str) -> None:
         def loaded(responses):
@@ -207,10 +75,27 @@ class ChatView(QWidget):
              .supersedes((id(self), "responses")).labelled("Reading the profile").success(loaded).run())
 
     def _build(self) -> None:
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(16, 12, 16, 12)
+        root = QHBoxLayout(self)
+        root.setContentsMargins(16, 12, 16, 12)
+        self.conversation_list = ConversationList(self.ctx, self)
+        self.conversation_list.opened.connect(self.open_conversation)
+        self.conversation_list.new_requested.connect(self.new_conversation)
+        self.conversation_list.deleted.connect(self._deleted)
+        root.addWidget(self.conversation_list)
+        outer = QVBoxLayout()
+        root.addLayout(outer, 1)
+        top = QHBoxLayout()
+        self.title_label = plain_label("New conversation")
+        self.title_label.setObjectName("conversationTitle")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Save this conversation as a Markdown file")
+        self.export_button.clicked.connect(lambda: self.export_markdown())
+        top.addWidget(self.title_label, 1)
+        top.addWidget(self.export_button)
+        outer.addLayout(top)
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # long text wraps
         self.scroll.setFrameShape(QFrame.NoFrame)
         holder = QWidget()
         holder.setObjectName("chatArea")
@@ -236,9 +121,133 @@ class ChatView(QWidget):
         bottom.addWidget(self.stop_button)
         outer.addLayout(bottom)
         QShortcut(QKeySequence(Qt.Key_Escape), self, self.stop, context=Qt.WidgetWithChildrenShortcut)
+        QShortcut(QKeySequence.New, self, self.new_conversation,
+                  context=Qt.WidgetWithChildrenShortcut)
         self.setFocusProxy(self.input)
 
+    # ---- conversations -------------------------------------------------------------------------
+    def _clear(self) -> None:
+        self.stop()
+        while self.messages.count() > 1:
+            item = self.messages.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.replies = []
+        self.history = []
+
+    def new_conversation(self) -> None:
+        """An empty conversation; it is stored when its first message is sent."""
+        self._clear()
+        self.conversation = _ConversationRef(self.ctx.profile or "")
+        set_plain(self.title_label, "New conversation")
+        self.conversation_list.mark_current(None)
+        self.conversation_list.refresh()
+        self.conversation_loaded.emit(None)
+        self.input.setFocus()
+
+    def open_latest(self) -> None:
+        """The profile's most recently used conversation (after a restart), else a new one."""
+        profile = self.ctx.profile
+        if not profile:
+            return
+
+        def found(conv):
+            if profile != self.ctx.profile:
+                return
+            if conv is None:
+                self.new_conversation()
+            else:
+                self._show_conversation(conv)
+
+        def latest(job):
+            summary = job.bank.latest_conversation(profile)
+            return job.bank.conversation(summary.id) if summary else None
+
+        (BankQuery(self, latest).supersedes((id(self), "open")).labelled("Opening the conversation")
+         .success(found).run())
+
+    def open_conversation(self, conversation_id: int) -> None:
+        (BankQuery(self, lambda job: job.bank.conversation(conversation_id))
+         .supersedes((id(self), "open")).labelled("Opening the conversation")
+         .success(self._show_conversation).run())
+
+    def _show_conversation(self, conv) -> None:
+        from cm_desktop.cm.engine import Trace
+
+        if conv.profile != self.ctx.profile:
+            return
+        self._clear()
+        self.conversation = _ConversationRef(conv.profile, conv.id)
+        set_plain(self.title_label, conv.title or "New conversation")
+        history: list[dict] = []
+        for m in conv.messages:
+            if m.role == "user":
+                self._add_message(self._user_bubble(m.text))
+                history.append({"role": "user", "content": m.text})
+                continue
+            query = history[-1]["content"] if history and history[-1]["role"] == "user" else ""
+            reply = ReplyWidget(self, next(self._ids), query)
+            reply.message_id = m.id
+            reply.history = [dict(t) for t in history[:-1]]
+            try:
+                trace = Trace.from_dict(m.trace) if m.trace else None
+            except (KeyError, TypeError, ValueError):
+                trace = None          # a trace from another version: the reply still shows
+            if trace is not None:
+                reply.set_trace(trace)
+                reply.regenerate_button.setEnabled(True)
+            reply.rated = m.rating_id is not None
+            if reply.rated:
+                reply.up_button.setEnabled(False)
+                reply.down_button.setEnabled(False)
+            reply.copy_button.setEnabled(True)
+            reply.append("personal", m.text)
+            self._add_message(reply)
+            self.replies.append(reply)
+            if m.text.strip():
+                history.append({"role": "assistant", "content": m.text})
+        self.history = history
+        self.conversation_list.mark_current(conv.id)
+        self.conversation_list.refresh()
+        self.conversation_loaded.emit(conv)
+
+    def _deleted(self, conversation_id: int) -> None:
+        if self.conversation.id == conversation_id:
+            self.new_conversation()
+
+    def export_markdown(self, path: str | None = None) -> None:
+        """Write the open conversation as Markdown (asks where when no path is given)."""
+        cid = self.conversation.id
+        if cid is None:
+            self.ctx.status_message.emit("Nothing to export yet: send a message first.")
+            return
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export conversation", "conversation.md",
+                                                  "Markdown (*.md)")
+            if not path:
+                return
+
+        def write(job):
+            from bank_store import conversation_markdown
+            from bank_store.files import write_private_atomic
+
+            write_private_atomic(path, conversation_markdown(job.bank.conversation(cid))
+                                 .encode("utf-8"))
+            return path
+
+        (BankQuery(self, write).labelled("Exporting the conversation")
+         .success(lambda p: self.ctx.status_message.emit(f"Saved the conversation to {p}")).run())
+
     # ---- sending -----------------------------------------------------------------------------
+    @staticmethod
+    def _user_bubble(text: str) -> QFrame:
+        bubble = QFrame()
+        bubble.setObjectName("bubbleUser")
+        bl = QVBoxLayout(bubble)
+        bl.setContentsMargins(12, 8, 12, 8)
+        bl.addWidget(plain_label(text, selectable=True))
+        return bubble
+
     def send(self, text: str | None = None) -> ReplyWidget | None:
         text = (text if isinstance(text, str) else self.input.toPlainText()).strip()
         profile = self.ctx.profile
@@ -248,21 +257,47 @@ class ChatView(QWidget):
             self.ctx.status_message.emit("Choose a profile first.")
             return None
         self.input.clear()
-        bubble = QFrame()
-        bubble.setObjectName("bubbleUser")
-        bl = QVBoxLayout(bubble)
-        bl.setContentsMargins(12, 8, 12, 8)
-        bl.addWidget(plain_label(text, selectable=True))
         reply = ReplyWidget(self, next(self._ids), text)
-        self._add_message(bubble)
+        reply.history = list(self.history)
+        self._add_message(self._user_bubble(text))
         self._add_message(reply)
         self.replies.append(reply)
+        self.history.append({"role": "user", "content": text})
+        ref = self.conversation
+        if ref.profile != profile:
+            ref = self.conversation = _ConversationRef(profile)
+
+        def save_user(job):
+            return job.bank.add_message(ref.ensure(job.bank), "user", text)
+
+        BankWrite(self, save_user, profile=NO_RATINGS).labelled("Saving the message") \
+            .success(lambda _m: self._saved(ref)).run()
+        self._decide(reply, profile)
+        return reply
+
+    def _saved(self, ref: _ConversationRef) -> None:
+        if ref is self.conversation:
+            self.conversation_list.mark_current(ref.id)
+        self.conversation_list.refresh()
+
+    def _decide(self, reply: ReplyWidget, profile: str, chosen: str | None = None) -> None:
+        """CM's decision for the reply's message (or, with `chosen`, that meaning), then the reply."""
+        history = reply.history
+        query = reply.query
 
         def decide(job):
-            return job.session.engine_for(profile).decide(text, cancel=job.cancel)
+            engine = job.session.engine_for(profile)
+            trace = engine.decide(chat.decision_text(query, history), cancel=job.cancel)
+            if chosen is not None:
+                trace.chosen, trace.rule = chosen, "picked by you"
+            return trace, job.bank.guidance_for(profile, trace.chosen)
 
-        def decided(trace):
+        def decided(result):
+            trace, guidance = result
             reply.set_trace(trace)
+            reply.guidance = guidance
+            reply.answers["personal"] = ""
+            reply.answers["raw"] = ""
             self._stream(reply, "personal", trace.chosen)
 
         def failed(exc):
@@ -271,7 +306,7 @@ class ChatView(QWidget):
             reply.set_failed(f"{cause}\n{advice}")
             self.reply_finished.emit(reply)
 
-        op = (ModelJob(self, decide)
+        op = (ModelJob(self, decide).with_priority(Priority.INTERACTIVE)
               .with_progress("Choosing the response", cancellable=True)
               .success(decided).failure(failed).run())
 
@@ -282,36 +317,97 @@ class ChatView(QWidget):
 
         op.finished.connect(stopped)
         self._track(op)
-        return reply
 
     def _stream(self, reply: ReplyWidget, which: str, response: str) -> None:
         settings = self.ctx.settings
-        messages = chat_messages(reply.query, response)
+        max_tokens = int(settings.max_tokens)
+        guidance = reply.guidance if which == "personal" else ""
+        query, history = reply.query, list(reply.history)
 
         def stream(job):
-            # A generator: each piece reaches `append_streamed` on the GUI thread as it comes.
-            yield from job.session.backend.stream_chat(messages, max_tokens=int(settings.max_tokens),
-                                                       temperature=float(settings.temperature),
-                                                       cancel=job.cancel)
+            # A generator: the prompt first (kept on the reply), then each piece of the reply;
+            # each reaches `append_streamed` on the GUI thread as it comes.
+            backend = job.session.backend
+            messages = chat.reply_messages(backend, query, response, guidance, history, max_tokens)
+            yield messages
+            yield from chat.clean_reply(backend.stream_chat(
+                messages, max_tokens=max_tokens, temperature=float(settings.temperature),
+                cancel=job.cancel))
+
+        def finished(_result) -> None:
+            if which == "personal":
+                self._save_reply(reply)
+            self.reply_finished.emit(reply)
 
         def failed(exc):
             from cm_desktop.ui.errors import explain
             reply.append(which, f"\n[{explain(exc)[0]}]")
             self.reply_finished.emit(reply)
 
-        op = (ModelJob(self, stream).labelled("Writing the answer")
+        op = (ModelJob(self, stream).with_priority(Priority.INTERACTIVE).labelled("Writing the answer")
               .on_yield(lambda piece: self.append_streamed(reply, which, piece))
-              .success(lambda _t: self.reply_finished.emit(reply)).failure(failed).run())
-        op.finished.connect(lambda: self.reply_finished.emit(reply) if op.was_cancelled else None)
+              .success(finished).failure(failed).run())
+
+        def stopped():
+            if op.was_cancelled:
+                if which == "personal":
+                    self._save_reply(reply)       # kept as far as it got
+                self.reply_finished.emit(reply)
+
+        op.finished.connect(stopped)
         self._track(op)
 
-    def append_streamed(self, reply: ReplyWidget, which: str, piece: str) -> None:
-        """Where each streamed piece of an answer arrives (GUI thread); keeps the view at the
-        bottom if it was there."""
+    def append_streamed(self, reply: ReplyWidget, which: str, piece) -> None:
+        """Where each streamed value of an answer arrives (GUI thread): first the prompt it is
+        written from (a list of messages), then its pieces; keeps the view at the bottom if it
+        was there."""
+        if not shiboken6.isValid(reply):
+            return
+        if isinstance(piece, list):
+            reply.prompts[which] = piece
+            return
         at_bottom = self._at_bottom()
         reply.append(which, piece)
         if at_bottom:
             QTimer.singleShot(0, self._scroll_to_bottom)
+
+    def _save_reply(self, reply: ReplyWidget) -> None:
+        trace, text, ref = reply.trace, reply.answers["personal"], self.conversation
+        if trace is None:
+            return
+        message_id = reply.message_id
+        if message_id is None and reply in self.replies and text.strip():
+            self.history.append({"role": "assistant", "content": text})
+
+        def save(job):
+            if message_id is not None:
+                return job.bank.replace_reply(message_id, text, response=trace.chosen,
+                                              trace=trace.to_dict())
+            return job.bank.add_message(ref.ensure(job.bank), "assistant", text,
+                                        response=trace.chosen, trace=trace.to_dict())
+
+        def saved(message):
+            reply.message_id = message.id
+            reply.regenerate_button.setEnabled(True)
+            self._saved(ref)
+
+        BankWrite(self, save, profile=NO_RATINGS).labelled("Saving the reply").success(saved).run()
+
+    def regenerate(self, reply: ReplyWidget, chosen: str | None = None) -> None:
+        """Write the reply again (with `chosen`: for that meaning); it replaces the stored one."""
+        profile = self.ctx.profile
+        if not profile or reply.trace is None:
+            return
+        if reply is self.replies[-1] and self.history and self.history[-1]["role"] == "assistant":
+            self.history.pop()        # the last reply is being rewritten
+        reply.regenerate_button.setEnabled(False)
+        reply.show("personal")
+        set_plain(reply.body, "")
+        if chosen is None:
+            reply.answers["personal"] = ""
+            self._stream(reply, "personal", reply.trace.chosen)
+        else:
+            self._decide(reply, profile, chosen)
 
     def _track(self, op) -> None:
         self._ops.append(op)
@@ -365,16 +461,39 @@ class ChatView(QWidget):
         reply.up_button.setEnabled(False)
         reply.down_button.setEnabled(False)
 
+        def added(rating):
+            if reply.message_id is not None and rating is not None:
+                BankWrite(self, lambda job: job.bank.set_message_rating(reply.message_id, rating.id),
+                          profile=NO_RATINGS).labelled("Linking the rating").run()
+
         def undone(_r):
             reply.rated = False
             reply.up_button.setEnabled(True)
             reply.down_button.setEnabled(True)
+            if reply.message_id is not None:
+                BankWrite(self, lambda job: job.bank.set_message_rating(reply.message_id, None),
+                          profile=NO_RATINGS).labelled("Unlinking the rating").run()
 
+        # the instance is what CM decided on (a follow-up together with its previous turn)
         self.ctx.undo_stack().push(AddRatingCommand(
-            self.ctx, profile, reply.query, trace.model_response, user_response, source="rated",
-            strategy=trace.strategy, fingerprint=self.ctx.inference.fingerprint, on_undone=undone,
-            parent_widget=self))
+            self.ctx, profile, trace.query, trace.model_response, user_response, source="rated",
+            strategy=trace.strategy, fingerprint=self.ctx.inference.fingerprint, on_added=added,
+            on_undone=undone, parent_widget=self))
         self.ctx.status_message.emit(f"Remembered: “{one_line(reply.query, 40)}” → {user_response}")
+
+    def edit_guidance(self, reply: ReplyWidget):
+        """The guidance of the response the reply was written for, in a dialog."""
+        from cm_desktop.ui.guidance_editor import GuidanceDialog
+
+        if reply.trace is None:
+            return None
+        dialog = GuidanceDialog(self.ctx, reply.trace.chosen, self)
+        dialog.setAttribute(Qt.WA_DeleteOnClose, True)
+        dialog.editor.saved.connect(lambda response, _t: self.ctx.status_message.emit(
+            f"Saved what you mean by “{response}”; Regenerate writes the reply with it."))
+        self.guidance_dialog = dialog
+        dialog.open()
+        return dialog
 
     def thumbs_up(self, reply: ReplyWidget) -> None:
         if reply.trace is not None:
@@ -387,7 +506,13 @@ class ChatView(QWidget):
         responses = list(self._responses)
         dialog = PickResponseDialog(trace.candidates, trace.model_top, responses, self)
         dialog.setAttribute(Qt.WA_DeleteOnClose, True)
-        dialog.accepted.connect(lambda: dialog.chosen and self._rate(reply, dialog.chosen))
+        dialog.accepted.connect(lambda: dialog.chosen and self._picked(reply, dialog.chosen))
         self.pick_dialog = dialog
         dialog.open()
         return dialog
+
+    def _picked(self, reply: ReplyWidget, chosen: str) -> None:
+        self._rate(reply, chosen)
+        if chosen != reply.trace.chosen:
+            self.ctx.status_message.emit(f"Rewriting the reply for “{chosen}”…")
+            self.regenerate(reply, chosen)

@@ -1,0 +1,151 @@
+"""Conversations in the real Chat view on a real SQLite bank: a two-turn conversation that is back
+after a restart, guidance edited in the Bank view reaching the next reply's prompt (real model),
+and, without a model, delete + undo and the Markdown export."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+
+from cm_desktop.ui.resource_files import sample_responses
+
+MODEL_WAIT_MS = 900_000     # a wait on state: on 2 busy cores one reply took minutes
+GUIDANCE = "Cards arrive within 3-5 working days; offer to track it in the app."
+
+
+def _two_turns(bank, profile: str = "Test") -> int:
+    conv = bank.create_conversation(profile)
+    bank.add_message(conv.id, "user", "Where is my card?")
+    bank.add_message(conv.id, "assistant", "It should arrive in 3-5 working days.",
+                     response="card arrival")
+    bank.add_message(conv.id, "user", "and how long does that take?")
+    bank.add_message(conv.id, "assistant", "Usually a week at most.", response="card arrival")
+    return conv.id
+
+
+def _shown(chat) -> list[tuple[str, str]]:
+    return [(r.query, r.answers["personal"]) for r in chat.replies]
+
+
+def test_the_last_conversation_is_open_again_after_a_restart(app_window, qtbot):
+    ctx, window = app_window("Test", bank_name="bank.sqlite3")
+    older = ctx.bank.create_conversation("Test", "older")
+    ctx.bank.add_message(older.id, "user", "hello")
+    cid = _two_turns(ctx.bank)
+    assert window.shutdown(15)
+    ctx2, window2 = app_window(None, bank_name="bank.sqlite3")
+    ctx2.set_profile("Test")
+    chat = window2.chat_view
+    qtbot.waitUntil(lambda: chat.conversation.id == cid and len(chat.replies) == 2, timeout=15000)
+    assert _shown(chat) == [("Where is my card?", "It should arrive in 3-5 working days."),
+                            ("and how long does that take?", "Usually a week at most.")]
+    assert chat.history[-1] == {"role": "assistant", "content": "Usually a week at most."}
+    qtbot.waitUntil(lambda: chat.conversation_list.list.count() == 2, timeout=15000)
+    assert chat.conversation_list.list.currentItem().data(Qt.UserRole) == cid
+
+
+def test_delete_and_undo_of_a_conversation_keeps_its_ratings(app_window, qtbot):
+    ctx, window = app_window("Test")
+    cid = _two_turns(ctx.bank)
+    rating = ctx.bank.add_rating("Test", "Where is my card?", "card arrival", "card arrival")
+    chat = window.chat_view
+    chat.open_conversation(cid)
+    qtbot.waitUntil(lambda: chat.conversation.id == cid and len(chat.replies) == 2, timeout=15000)
+    chat.conversation_list.delete_current()
+    qtbot.waitUntil(lambda: ctx.bank.conversations("Test") == [] and not chat.replies,
+                    timeout=15000)
+    assert chat.conversation.id is None
+    assert ctx.bank.ratings("Test") == [rating]
+    window.undo_action.trigger()
+    qtbot.waitUntil(lambda: [c.id for c in ctx.bank.conversations("Test")] == [cid],
+                    timeout=15000)
+    assert len(ctx.bank.conversation(cid).messages) == 4
+    qtbot.waitUntil(lambda: chat.conversation_list.list.count() == 1, timeout=15000)
+
+
+def test_new_conversation_rename_and_search(app_window, qtbot):
+    ctx, window = app_window("Test")
+    cid = _two_turns(ctx.bank)
+    chat = window.chat_view
+    chat.open_conversation(cid)          # made after the window opened
+    qtbot.waitUntil(lambda: chat.conversation.id == cid, timeout=15000)
+    chat.conversation_list.rename_current("My card")
+    qtbot.waitUntil(lambda: ctx.bank.conversation(cid).title == "My card", timeout=15000)
+    window.tabs.setCurrentWidget(chat)
+    chat.input.setFocus()
+    qtbot.keyClick(chat.input, Qt.Key_N, Qt.ControlModifier)
+    assert chat.conversation.id is None and not chat.replies
+    lst = chat.conversation_list
+    qtbot.keyClicks(lst.search, "week at")          # text of a reply, not of the title
+    qtbot.waitUntil(lambda: lst.list.count() == 1 and lst.summaries[0].id == cid, timeout=15000)
+    lst.search.clear()
+    qtbot.keyClicks(lst.search, "nothing like this")
+    qtbot.waitUntil(lambda: lst.list.count() == 0, timeout=15000)
+
+
+def test_markdown_export(app_window, qtbot, tmp_path):
+    ctx, window = app_window("Test")
+    cid = _two_turns(ctx.bank)
+    chat = window.chat_view
+    chat.open_conversation(cid)          # made after the window opened
+    qtbot.waitUntil(lambda: chat.conversation.id == cid, timeout=15000)
+    out = tmp_path / "chat.md"
+    chat.export_markdown(str(out))
+    qtbot.waitUntil(out.exists, timeout=15000)
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# Where is my card?\n")
+    assert text.index("It should arrive in 3-5 working days.") < text.index("Usually a week")
+    assert "**Assistant (meaning: card arrival):**" in text
+
+
+@pytest.mark.slow
+def test_two_turns_with_the_model_are_kept_and_guidance_from_the_bank_view_reaches_the_prompt(
+        app_window, llama_backend, qtbot):
+    ctx, window = app_window("Test", responses=sample_responses())
+    ctx.inference.use_backend(llama_backend)
+    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
+    chat = window.chat_view
+    window.tabs.setCurrentWidget(chat)
+    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+        chat.send("I ordered a card last week and it has not come")
+    first = chat.replies[-1]
+    chosen = first.trace.chosen
+
+    # guidance for that response, written in the Bank view's editor
+    window.tabs.setCurrentWidget(window.bank_view)
+    editor = window.bank_view.guidance_editor
+    qtbot.waitUntil(lambda: editor.response_box.count() == len(sample_responses()), timeout=15000)
+    editor.select(chosen)
+    editor.text_edit.setPlainText(GUIDANCE)
+    with qtbot.waitSignal(editor.saved, timeout=15000):
+        editor.save_button.click()
+    assert ctx.bank.guidance_for("Test", chosen) == GUIDANCE
+
+    window.tabs.setCurrentWidget(chat)
+    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+        chat.send("and how long does that take?")
+    second = chat.replies[-1]
+    prompt = second.prompts["personal"]
+    # the earlier turn is in the prompt, and the note of the message carries the guidance when
+    # CM chose the same meaning again
+    assert {"role": "user", "content": "I ordered a card last week and it has not come"} in prompt
+    assert (GUIDANCE in prompt[-1]["content"]) == (second.trace.chosen == chosen)
+    assert second.trace.query.startswith("I ordered a card")     # decided with the first turn
+    qtbot.waitUntil(lambda: second.message_id is not None, timeout=15000)
+    conv = ctx.bank.conversation(chat.conversation.id)
+    assert [m.role for m in conv.messages] == ["user", "assistant"] * 2
+    assert [m.text for m in conv.messages if m.role == "assistant"] == \
+        [first.answers["personal"], second.answers["personal"]]
+    assert conv.messages[3].response == second.trace.chosen
+
+    # after a restart the conversation and its replies are back
+    cid = conv.id
+    assert window.shutdown(60)
+    ctx2, window2 = app_window(None)
+    ctx2.set_profile("Test")
+    chat2 = window2.chat_view
+    qtbot.waitUntil(lambda: chat2.conversation.id == cid and len(chat2.replies) == 2,
+                    timeout=15000)
+    assert [r.answers["personal"] for r in chat2.replies] == \
+        [first.answers["personal"], second.answers["personal"]]
+    assert chat2.replies[1].trace.chosen == second.trace.chosen
