@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 
+import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QPushButton, QScrollArea, QVBoxLayout, QWidget
@@ -152,8 +153,8 @@ class ChatView(QWidget):
             return
 
         def found(conv):
-            if profile != self.ctx.profile:
-                return
+            if profile != self.ctx.profile or self.replies:
+                return      # the user started chatting before the last conversation was read
             if conv is None:
                 self.new_conversation()
             else:
@@ -293,6 +294,8 @@ class ChatView(QWidget):
             return trace, job.bank.guidance_for(profile, trace.chosen)
 
         def decided(result):
+            if not shiboken6.isValid(reply):      # its conversation was closed
+                return
             trace, guidance = result
             reply.set_trace(trace)
             reply.guidance = guidance
@@ -301,6 +304,8 @@ class ChatView(QWidget):
             self._stream(reply, "personal", trace.chosen)
 
         def failed(exc):
+            if not shiboken6.isValid(reply):      # its conversation was closed
+                return
             from cm_desktop.ui.errors import explain
             cause, advice = explain(exc)
             reply.set_failed(f"{cause}\n{advice}")
@@ -311,7 +316,7 @@ class ChatView(QWidget):
               .success(decided).failure(failed).run())
 
         def stopped():
-            if op.was_cancelled:
+            if op.was_cancelled and shiboken6.isValid(reply):
                 reply.set_failed("Stopped before a response was chosen.")
                 self.reply_finished.emit(reply)
 
@@ -335,11 +340,15 @@ class ChatView(QWidget):
                 cancel=job.cancel))
 
         def finished(_result) -> None:
+            if not shiboken6.isValid(reply):      # its conversation was closed
+                return
             if which == "personal":
                 self._save_reply(reply)
             self.reply_finished.emit(reply)
 
         def failed(exc):
+            if not shiboken6.isValid(reply):      # its conversation was closed
+                return
             from cm_desktop.ui.errors import explain
             reply.append(which, f"\n[{explain(exc)[0]}]")
             self.reply_finished.emit(reply)
@@ -349,7 +358,7 @@ class ChatView(QWidget):
               .success(finished).failure(failed).run())
 
         def stopped():
-            if op.was_cancelled:
+            if op.was_cancelled and shiboken6.isValid(reply):
                 if which == "personal":
                     self._save_reply(reply)       # kept as far as it got
                 self.reply_finished.emit(reply)
@@ -387,6 +396,8 @@ class ChatView(QWidget):
                                         response=trace.chosen, trace=trace.to_dict())
 
         def saved(message):
+            if not shiboken6.isValid(reply):      # its conversation was closed
+                return
             reply.message_id = message.id
             reply.regenerate_button.setEnabled(True)
             self._saved(ref)
