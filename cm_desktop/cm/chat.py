@@ -26,7 +26,8 @@ DEFAULT_CONTEXT = 4096
 
 # Text that must never reach the user: the note's labels, the instruction, new turns.
 LEAK_MARKERS = ("[" + st.NOTE_MEANING, st.NOTE_MEANING + ":", st.NOTE_GUIDANCE + ":",
-                "User:", "Assistant:", "System:", "Each user message comes with a note")
+                st.TRANSCRIPT_NOTE + ":", "User:", "Assistant:", "System:",
+                "Each user message comes with a note", "what it was told to tell them")
 
 
 def previous_user_turn(history: Sequence[dict]) -> str | None:
@@ -66,7 +67,8 @@ def reply_messages(backend, message: str, chosen: str, guidance: str = "",
     `max_tokens` of reply (the oldest turns dropped first, counted in the model's tokens)."""
     budget = max(context_tokens(backend) - int(max_tokens) - _REPLY_MARGIN, 1)
     return st.chat_messages(message, chosen, history, guidance,
-                            count_tokens=token_counter(backend), budget=budget)
+                            count_tokens=token_counter(backend), budget=budget,
+                            transcript=getattr(backend, "chat_mode", "") == "transcript")
 
 
 def history_messages(messages: Iterable) -> list[dict]:

@@ -66,19 +66,28 @@ def restricted_prompt(candidates: Sequence[str], query: str) -> str:
 
 
 # ---- the answer prompt -----------------------------------------------------------------------
-# Once CM has decided what the user means, the model writes the reply. A small base model does
-# not follow a bare instruction ("What to tell the customer: ..." stated a key fact in 1 of 8
-# replies); shown two worked replies that state their note first, it did in 6 of 8. So the prompt
-# is: a short instruction, two worked turns (a different domain from any profile's, so the model
-# copies their form, not their facts), the conversation so far, then the message with its note.
-# The instruction and worked turns never change: they stay a cacheable prefix.
+# Once CM has decided what the user means, the model writes the reply from a note: the chosen
+# meaning and its guidance. The instruction and two worked turns (a different domain from any
+# profile's, so the model copies their form, not their facts) come first and never change, so
+# they stay a cacheable prefix; then the conversation so far; then the message with its note.
+#
+# Two layouts. A chat model (its own template) gets the note inside the user's message. A base
+# model read as a plain transcript (the embedded Gemma 270M) gets the note as a System line just
+# before the user's message, and worked replies that state their note word for word: on the same
+# 8 Banking77 queries this stated a key fact in 2 of 8 replies, the note in the user's message in
+# 0-1 of 8 (7 layouts tried; the model mostly repeats the user's message or the last worked
+# reply). A System line in mid-conversation is fine in a transcript but refused by some chat
+# templates, hence the two.
 
 NOTE_MEANING = "What the user means"
 NOTE_GUIDANCE = "What the reply must say"
+TRANSCRIPT_NOTE = "What to tell the user"
 CHAT_INSTRUCTION = (
     "You are a helpful assistant. Each user message comes with a note in brackets saying what "
     "the user means and what the reply must say. Reply to the message in one to three short "
     "sentences, stating what the note says in your own words. Never repeat the note itself.")
+TRANSCRIPT_INSTRUCTION = ("The assistant replies to each user in one or two sentences, saying "
+                          "what it was told to tell them.")
 
 _WORKED_TURNS = (
     ("My parcel still hasn't shown up.", "delivery status",
@@ -102,18 +111,35 @@ def _note(chosen: str, guidance: str) -> str:
     return f"[{note}]"
 
 
+def _transcript_note(chosen: str, guidance: str) -> str:
+    if guidance.strip():
+        return f"{TRANSCRIPT_NOTE}: {_one_line(guidance)}"
+    return f"{NOTE_MEANING}: {_one_line(chosen)}."
+
+
 def guided_turn(query: str, chosen: str, guidance: str = "") -> str:
-    """The user's message as the model sees it: the text, then the note from CM's decision."""
+    """The user's message as a chat model sees it: the text, then the note from CM's decision."""
     return f"{query.strip()}\n{_note(chosen, guidance)}"
 
 
-def chat_preamble(guided: bool = True) -> list[dict]:
-    """The instruction and the worked turns (with guidance notes when `guided`, else notes that
-    carry only the meaning and replies that invent no facts)."""
-    msgs = [{"role": "system", "content": CHAT_INSTRUCTION}]
+def guided_messages(query: str, chosen: str, guidance: str = "", *,
+                    transcript: bool = False) -> list[dict]:
+    """The message with its note: one user message, or (transcript) a System note then it."""
+    if transcript:
+        return [{"role": "system", "content": _transcript_note(chosen, guidance)},
+                {"role": "user", "content": query.strip()}]
+    return [{"role": "user", "content": guided_turn(query, chosen, guidance)}]
+
+
+def chat_preamble(guided: bool = True, *, transcript: bool = False) -> list[dict]:
+    """The instruction and the worked turns (with guidance when `guided`, else notes that carry
+    only the meaning and replies that invent no facts)."""
+    msgs = [{"role": "system", "content": TRANSCRIPT_INSTRUCTION if transcript
+             else CHAT_INSTRUCTION}]
     for query, meaning, guidance, with_guidance, without in _WORKED_TURNS:
-        msgs += [{"role": "user", "content": guided_turn(query, meaning, guidance if guided else "")},
-                 {"role": "assistant", "content": with_guidance if guided else without}]
+        reply = (guidance if transcript else with_guidance) if guided else without
+        msgs += guided_messages(query, meaning, guidance if guided else "", transcript=transcript)
+        msgs.append({"role": "assistant", "content": reply})
     return msgs
 
 
@@ -124,27 +150,28 @@ def _approx_tokens(text: str) -> int:
 
 def chat_messages(query: str, chosen: str, history: Sequence[dict] = (), guidance: str = "", *,
                   count_tokens: Callable[[str], int] | None = None,
-                  budget: int | None = None) -> list[dict]:
+                  budget: int | None = None, transcript: bool = False) -> list[dict]:
     """Messages for the answer the model writes once CM has decided what the user means: the
     preamble, the conversation so far, then `query` with its note (one prompt for `cm chat` and
     the app's Chat view).
 
     With a `budget` (tokens the prompt may take), the oldest turns of `history` go first, a
     user turn together with its reply; then the worked turns; the message itself always stays.
+    `transcript`: the layout for a base model read as a plain dialogue (see above).
     """
     count = count_tokens or _approx_tokens
-    preamble = chat_preamble(guided=bool(guidance.strip()))
-    current = {"role": "user", "content": guided_turn(query, chosen, guidance)}
+    preamble = chat_preamble(guided=bool(guidance.strip()), transcript=transcript)
+    current = guided_messages(query, chosen, guidance, transcript=transcript)
     turns = [{"role": m["role"], "content": m["content"]} for m in history]
     if budget is None:
-        return preamble + turns + [current]
+        return preamble + turns + current
     per_message = 4   # role marker and separators
     cost = lambda msgs: sum(count(m["content"]) + per_message for m in msgs)  # noqa: E731
-    fixed = cost([current])
+    fixed = cost(current)
     while turns and cost(preamble) + cost(turns) + fixed > budget:
         # drop the oldest exchange: up to and including the next assistant reply
         cut = next((i + 1 for i, m in enumerate(turns) if m["role"] == "assistant"), len(turns))
         turns = turns[cut:]
     if cost(preamble) + fixed > budget:
         preamble = preamble[:1] if cost(preamble[:1]) + fixed <= budget else []
-    return preamble + turns + [current]
+    return preamble + turns + current

@@ -133,3 +133,35 @@ def test_history_messages_skip_empty_replies():
     assert chat.history_messages(msgs) == [
         {"role": "user", "content": "a"}, {"role": "user", "content": "b"},
         {"role": "assistant", "content": "B"}]
+
+
+def test_transcript_layout_puts_the_note_as_a_system_line_before_the_message():
+    history = _history(1)
+    msgs = st.chat_messages("Where is my card?", "card arrival", history, GUIDANCE,
+                            transcript=True)
+    assert msgs[-2] == {"role": "system", "content": f"{st.TRANSCRIPT_NOTE}: {GUIDANCE}"}
+    assert msgs[-1] == {"role": "user", "content": "Where is my card?"}
+    assert msgs[-4:-2] == history
+    # each worked reply states its note word for word: the form the model copies
+    worked = msgs[1:1 + 3 * len(st._WORKED_TURNS)]
+    for note, user, reply in zip(worked[::3], worked[1::3], worked[2::3]):
+        assert (note["role"], user["role"], reply["role"]) == ("system", "user", "assistant")
+        assert note["content"] == f"{st.TRANSCRIPT_NOTE}: {reply['content']}"
+    unguided = st.chat_messages("Where is my card?", "card arrival", transcript=True)
+    assert unguided[-2]["content"] == f"{st.NOTE_MEANING}: card arrival."
+    assert all(st.TRANSCRIPT_NOTE not in m["content"] for m in unguided)
+
+
+def test_reply_messages_use_the_transcript_layout_for_a_transcript_backend():
+    class Base:
+        chat_mode = "transcript"
+        n_ctx = 4096
+
+    class Chatty:
+        chat_mode = "chat"
+        n_ctx = 4096
+
+    base = chat.reply_messages(Base(), "hi", "card arrival", GUIDANCE)
+    chatty = chat.reply_messages(Chatty(), "hi", "card arrival", GUIDANCE)
+    assert base[-2]["role"] == "system" and base[-1]["content"] == "hi"
+    assert chatty[-1]["content"].startswith("hi\n[") and chatty[-2]["role"] == "assistant"
