@@ -45,6 +45,7 @@ class _ConversationRef:
 class ChatView(QWidget):
     reply_finished = Signal(object)      # the ReplyWidget whose answer finished (or stopped)
     conversation_loaded = Signal(object)  # the Conversation shown (None: a new, empty one)
+    busy_changed = Signal(bool)           # waiting for the model (the Rate view pauses prefetch)
 
     def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(parent)
@@ -423,10 +424,14 @@ class ChatView(QWidget):
     def _track(self, op) -> None:
         self._ops.append(op)
         self.stop_button.setEnabled(True)
+        if len(self._ops) == 1:
+            self.busy_changed.emit(True)
 
         def done():
             if op in self._ops:
                 self._ops.remove(op)
+                if not self._ops:
+                    self.busy_changed.emit(False)
             self.stop_button.setEnabled(bool(self._ops))
 
         op.finished.connect(done)

@@ -4,7 +4,7 @@ input, and the 👎 dialog that asks what was meant."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -20,6 +20,15 @@ from PySide6.QtWidgets import (
 
 from cm_desktop.cm.choices import filter_responses
 from cm_desktop.ui.plain import plain_label, set_plain
+from cm_desktop.ui.resource_files import resource
+
+
+def resource_icon(name: str) -> QIcon:
+    """An icon the app ships (an empty icon if the file is missing: the tooltip still says it)."""
+    try:
+        return QIcon(str(resource(name)))
+    except OSError:
+        return QIcon()
 
 
 class PickResponseDialog(QDialog):
@@ -108,9 +117,14 @@ class ReplyWidget(QFrame):
         bar = QHBoxLayout()
         self.why_button = QToolButton(text="Why ▸", checkable=True)
         self.raw_button = QToolButton(text="Show raw model", checkable=True)
-        self.up_button = QToolButton(text="👍")
+        # drawn icons, not emoji: a Linux without an emoji font shows those as empty boxes
+        self.up_button = QToolButton()
+        self.up_button.setIcon(resource_icon("icons/thumb-up.svg"))
+        self.up_button.setAccessibleName("Right")
         self.up_button.setToolTip("Right: remember that this is what I meant")
-        self.down_button = QToolButton(text="👎")
+        self.down_button = QToolButton()
+        self.down_button.setIcon(resource_icon("icons/thumb-down.svg"))
+        self.down_button.setAccessibleName("Wrong")
         self.down_button.setToolTip("Wrong: pick what I meant")
         self.regenerate_button = QToolButton(text="Regenerate")
         self.regenerate_button.setToolTip("Write this reply again")

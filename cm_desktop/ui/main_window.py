@@ -38,7 +38,7 @@ ONBOARDING_TEXT = (
     "Welcome to CM Desktop. It learns what you mean from a few ratings, and corrects the model with them.\n"
     "1. Rate: for each sample query, accept the model's answer (Enter) or pick what you meant (1–9, or type).\n"
     "2. Chat: ask anything; each reply shows the response chosen for you. Open “Why” to see which of your "
-    "ratings changed it, and 👍/👎 to teach it more.\n"
+    "ratings changed it, and the thumbs up/down buttons to teach it more.\n"
     "3. Bank: everything you taught it, as a table and a heatmap; delete entries, export or import banks.")
 
 
@@ -117,6 +117,7 @@ class MainWindow(QMainWindow):
         self.bank_view = _bank_view_class()(self.ctx)
         self.settings_view = SettingsView(self.ctx)
         self.settings_view.applied.connect(self.rate_view.settings_applied)
+        self.chat_view.busy_changed.connect(self.rate_view.set_paused)
         self.tabs.addTab(self.rate_view, "Rate")
         self.tabs.addTab(self.chat_view, "Chat")
         self.tabs.addTab(self.bank_view, "Bank")

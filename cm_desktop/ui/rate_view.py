@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from cm_desktop.cm.choices import filter_responses, top_choices
-from cm_desktop.ui.ops import BankQuery, FileTask, ModelJob
+from cm_desktop.ui.ops import BankQuery, FileTask, ModelJob, Priority
 from cm_desktop.ui.plain import one_line, plain_label, set_plain
 from cm_desktop.ui.rating_commands import AddRatingCommand
 from cm_desktop.datasets import Query, read_queries
@@ -98,6 +98,7 @@ class RateView(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.queue: list[QueueItem] = []
+        self.paused = False               # prefetch paused (the Chat view is busy)
         self.current: QueueItem | None = None
         self.n_rated = 0
         self.n_agreed = 0
@@ -272,11 +273,19 @@ class RateView(QWidget):
         self._prefetch()
 
     # ---- proposals ---------------------------------------------------------------------------
+    def set_paused(self, paused: bool) -> None:
+        """Pause prefetching the next queries (while the Chat view waits for the model); the
+        query on screen is still proposed."""
+        self.paused = paused
+        if not paused:
+            self._prefetch()
+
     def _prefetch(self) -> None:
         profile = self.ctx.profile
         if not profile:
             return
-        wanted = ([self.current] if self.current else []) + self.queue[:PREFETCH]
+        wanted = ([self.current] if self.current else []) + (
+            [] if self.paused else self.queue[:PREFETCH])
         for item in wanted:
             if item.requested:
                 continue
@@ -308,7 +317,10 @@ class RateView(QWidget):
                 self._show_current()
 
         # A profile or strategy change calls item.forget_proposal(), which drops this result.
-        item.job = ModelJob(self, propose).labelled("Proposing an answer").success(done).failure(failed).run()
+        # the query on screen before prefetched ones; anything the Chat view asks goes first
+        priority = Priority.NORMAL if item is self.current else Priority.BACKGROUND
+        item.job = (ModelJob(self, propose).with_priority(priority).labelled("Proposing an answer")
+                    .success(done).failure(failed).run())
 
     def _advance(self) -> None:
         """Make the next query current: the neediest ready one with coverage order, else the first."""

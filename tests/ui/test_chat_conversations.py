@@ -149,3 +149,36 @@ def test_two_turns_with_the_model_are_kept_and_guidance_from_the_bank_view_reach
     assert [r.answers["personal"] for r in chat2.replies] == \
         [first.answers["personal"], second.answers["personal"]]
     assert chat2.replies[1].trace.chosen == second.trace.chosen
+
+
+def test_rating_buttons_are_drawn_icons_not_emoji(app_window, qtbot):
+    ctx, window = app_window("Test")
+    cid = _two_turns(ctx.bank)
+    chat = window.chat_view
+    chat.open_conversation(cid)
+    qtbot.waitUntil(lambda: len(chat.replies) == 2, timeout=15000)
+    for button in (chat.replies[0].up_button, chat.replies[0].down_button):
+        assert button.text() == "" and not button.icon().isNull()
+        assert not button.icon().pixmap(16, 16).toImage().isNull()
+
+
+def test_rate_prefetch_pauses_while_the_chat_waits_for_the_model(app_window, qtbot):
+    from cm_desktop.datasets import Query
+
+    ctx, window = app_window("Test")
+    rate, chat = window.rate_view, window.chat_view
+    chat.busy_changed.emit(True)          # as the Chat view does when a message goes out
+    assert rate.paused
+    rate.load_queries([Query(f"query {i}") for i in range(5)])
+    assert rate.current is not None and rate.current.requested
+    assert not any(item.requested for item in rate.queue)
+    chat.busy_changed.emit(False)
+    assert not rate.paused and any(item.requested for item in rate.queue)
+
+
+def test_the_chat_says_when_it_is_busy(app_window, qtbot):
+    ctx, window = app_window("Test")
+    chat = window.chat_view
+    with qtbot.waitSignals([chat.busy_changed, chat.reply_finished], timeout=15000):
+        chat.send("hello")                # no model: the reply fails at once
+    qtbot.waitUntil(lambda: not chat.is_busy() and not window.rate_view.paused, timeout=15000)
