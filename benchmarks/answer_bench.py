@@ -67,7 +67,12 @@ def main() -> int:
     ap.add_argument("--bank-file", help="reuse (or create) this bank instead of a temporary one")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=80)
-    ap.add_argument("--turns", type=int, default=10)
+    ap.add_argument("--turns", type=int, default=10, help="0 skips the time-to-first-token part")
+    ap.add_argument("--followups", type=int, default=None,
+                    help="at most this many follow-ups (0 skips that part)")
+    ap.add_argument("--meaning", choices=("cm", "label"), default="cm",
+                    help="reply for CM's decision (needs a bank) or for the query's label (the "
+                    "right meaning: measures the reply alone, no bank, no decision passes)")
     ap.add_argument("--json", help="write the figures and every reply here")
     ap.add_argument("--show", type=int, default=4, help="print this many example replies")
     args = ap.parse_args()
@@ -88,10 +93,13 @@ def main() -> int:
     ensure_sample_profile(bank)
     backend = load_backend(BackendConfig(kind="llama_cpp", n_threads=args.threads))
     t0 = time.perf_counter()
-    report = estimate_bank(backend, bank, DATA / "large.jsonl", args.bank_proportion, 40, profile)
-    print(f"bank: {bank.rating_count(profile)} ratings ({report.added} new, "
-          f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    engine = CMEngine(backend, bank, profile, variant="instance")
+    engine = None
+    if args.meaning == "cm" or args.followups != 0 or args.turns:
+        report = estimate_bank(backend, bank, DATA / "large.jsonl", args.bank_proportion, 40,
+                               profile)
+        print(f"bank: {bank.rating_count(profile)} ratings ({report.added} new, "
+              f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        engine = CMEngine(backend, bank, profile, variant="instance")
     facts = {g.response: g.key_facts for g in sample_guidance(profile)}
     guidance = bank.guidance(profile)
     queries = held_out_queries(load_dataset(DATA / "small.jsonl"), bank, profile, None,
@@ -101,17 +109,17 @@ def main() -> int:
     rows = []
     t0 = time.perf_counter()
     for i, rec in enumerate(queries):
-        trace = engine.decide(rec["input"])
-        row = {"query": rec["input"], "label": rec["label"], "chosen": trace.chosen}
-        for arm, text in (("with", guidance.get(trace.chosen, "")), ("without", "")):
-            msgs = chat.reply_messages(backend, rec["input"], trace.chosen, text, (),
-                                       args.max_tokens)
+        chosen = engine.decide(rec["input"]).chosen if args.meaning == "cm" else rec["label"]
+        row = {"query": rec["input"], "label": rec["label"], "chosen": chosen}
+        for arm, text in (("with", guidance.get(chosen, "")), ("without", "")):
+            msgs = chat.reply_messages(backend, rec["input"], chosen, text, (), args.max_tokens)
             raw, shown = raw_and_shown(backend, msgs, args.max_tokens)
             row[arm] = {"raw": raw, "shown": shown,
-                        "fact": states_key_fact(shown, facts.get(trace.chosen, ())),
+                        "fact": states_key_fact(shown, facts.get(chosen, ())),
                         "raw_leak": chat.leak_position(raw) >= 0,
                         "shown_leak": chat.leak_position(shown) >= 0}
         rows.append(row)
+        print(json.dumps(row, ensure_ascii=False), flush=True)     # each row as it comes
         print(f"\r{i + 1}/{len(queries)} {time.perf_counter() - t0:.0f} s", end="",
               file=sys.stderr, flush=True)
     print(file=sys.stderr)
@@ -135,23 +143,23 @@ def main() -> int:
 
     # follow-ups: the second turn decided alone vs with the previous user turn
     follow = [json.loads(line) for line in FOLLOWUPS.read_text(encoding="utf-8").splitlines()
-              if line.strip()]
+              if line.strip()][:args.followups]
     hits = {rule: 0 for rule in chat.FOLLOWUP_RULES}
-    for f in follow:
+    for f in follow if engine is not None else ():
         history = [{"role": "user", "content": f["first"]},
                    {"role": "assistant", "content": ""}]
         for rule in chat.FOLLOWUP_RULES:
             chosen = engine.decide(chat.decision_text(f["followup"], history, rule)).chosen
             hits[rule] += chosen == f["label"]
     for rule in chat.FOLLOWUP_RULES:
-        figures[f"followup_{rule}"] = hits[rule] / len(follow)
+        figures[f"followup_{rule}"] = hits[rule] / len(follow) if follow else None
     figures["followups"] = len(follow)
     figures["followup_rule_in_use"] = chat.FOLLOWUP_RULE
 
     # time to first token over one conversation
     history: list[dict] = []
     ttft = []
-    for turn in range(args.turns):
+    for turn in range(args.turns if engine is not None else 0):
         rec = queries[turn % n]
         trace = engine.decide(chat.decision_text(rec["input"], history))
         msgs = chat.reply_messages(backend, rec["input"], trace.chosen,
@@ -165,7 +173,7 @@ def main() -> int:
         history += [{"role": "user", "content": rec["input"]},
                     {"role": "assistant", "content": reply}]
     figures["ttft_s"] = [round(x, 3) for x in ttft]
-    figures["ttft_turn_last_over_first"] = ttft[-1] / ttft[0]
+    figures["ttft_turn_last_over_first"] = ttft[-1] / ttft[0] if ttft else None
     backend.close()
     bank.close()
 
@@ -179,8 +187,9 @@ def main() -> int:
     print()
     for k, v in figures.items():
         print(f"{k:40s} {v:.3f}" if isinstance(v, float) else f"{k:40s} {v}")
-    print(f"ttft median turns 1-3 {statistics.median(ttft[:3]):.3f} s, "
-          f"turns {args.turns - 2}-{args.turns} {statistics.median(ttft[-3:]):.3f} s")
+    if ttft:
+        print(f"ttft median turns 1-3 {statistics.median(ttft[:3]):.3f} s, "
+              f"turns {args.turns - 2}-{args.turns} {statistics.median(ttft[-3:]):.3f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"figures": figures, "rows": rows}, indent=1,
                                               ensure_ascii=False) + "\n", encoding="utf-8")

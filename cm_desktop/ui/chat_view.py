@@ -198,6 +198,8 @@ class ChatView(QWidget):
             if trace is not None:
                 reply.set_trace(trace)
                 reply.regenerate_button.setEnabled(True)
+            else:       # no decision stored with it: the meaning alone, if any
+                set_plain(reply.header, f"→ {m.response}" if m.response else "")
             reply.rated = m.rating_id is not None
             if reply.rated:
                 reply.up_button.setEnabled(False)
