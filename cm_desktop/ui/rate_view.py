@@ -1,8 +1,9 @@
 """The Rate view: go through a queue of queries, accept or correct the model's proposal.
 
-Keys (the filter box always has focus): Enter accepts the proposal (or, while filtering, picks the
-highlighted response); 1–9 pick a top candidate; typing filters the whole response set, arrows
-move in it; Backspace on an empty filter skips; Esc clears the filter; Ctrl+Z is the app's Undo.
+Keys (wherever focus is in the view; typing goes to the filter box): Enter accepts the proposal
+(or, while filtering, picks the highlighted response); 1–9 pick a top candidate; typing filters
+the whole response set, arrows move in it; Backspace on an empty filter skips; Esc clears the
+filter; Ctrl+Z is the app's Undo (the rating), never the filter box's text undo.
 
 Proposals are computed on the inference thread and the next few queries are prefetched, so the next
 one is normally ready at once. With coverage-driven order the next query is the prefetched one the
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -67,12 +69,21 @@ class _KeyRouter(QObject):
         self.view = view
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+        if event.type() == QEvent.ShortcutOverride and (
+                event.matches(QKeySequence.Undo) or event.matches(QKeySequence.Redo)):
+            # not the filter box's own text undo: Ctrl+Z means the rating (Edit > Undo)
+            return True
         if event.type() != QEvent.KeyPress:
             return False
         v, key, text = self.view, event.key(), event.text()
         empty = not v.filter_edit.text()
         if event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier):
             return False
+        if obj is not v.filter_edit and text and text.strip() and text.isprintable() \
+                and not (empty and text in "123456789"):
+            v.filter_edit.setFocus()      # typing anywhere in the view filters the responses
+            v.filter_edit.insert(text)
+            return True
         if key in (Qt.Key_Return, Qt.Key_Enter):
             v.pick_filtered() if not empty else v.accept()
             return True
@@ -158,7 +169,8 @@ class RateView(QWidget):
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Type to search the response set…")
         self.filter_edit.textChanged.connect(self._refilter)
-        self.filter_edit.installEventFilter(_KeyRouter(self))
+        self._key_router = _KeyRouter(self)
+        self.filter_edit.installEventFilter(self._key_router)
         self.all_list = QListWidget()
         self.all_list.setFocusPolicy(Qt.NoFocus)
         self.all_list.itemDoubleClicked.connect(lambda item: self.rate(item.text()))
@@ -194,6 +206,12 @@ class RateView(QWidget):
         outer.addWidget(self.progress)
         outer.addWidget(self.counts_label)
         self.setFocusProxy(self.filter_edit)
+        # the view's keys work wherever focus is inside it (after clicking a button, too); a
+        # box the user types into (the add-a-query box) keeps its own keys
+        for child in self.findChildren(QWidget):
+            if child is not self.filter_edit and child.focusPolicy() != Qt.NoFocus \
+                    and not isinstance(child, QLineEdit):
+                child.installEventFilter(self._key_router)
         self._update_counts()
 
     # ---- profile and queue -------------------------------------------------------------------

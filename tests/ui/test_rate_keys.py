@@ -1,0 +1,49 @@
+"""The Rate view's keys on the real window: Ctrl+Z in the filter box means the app's Undo (the
+rating), not the box's text; after a button was clicked, typing and Backspace still work."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QUndoCommand
+
+from cm_desktop.datasets import Query
+
+
+class _Recorded(QUndoCommand):
+    def __init__(self, log: list):
+        super().__init__("rating")
+        self.log = log
+
+    def redo(self):
+        self.log.append("redo")
+
+    def undo(self):
+        self.log.append("undo")
+
+
+def test_ctrl_z_in_the_filter_box_is_the_apps_undo(app_window, qtbot):
+    ctx, window = app_window("Test")
+    rate = window.rate_view
+    window.tabs.setCurrentWidget(rate)
+    log: list = []
+    ctx.undo_stack().push(_Recorded(log))
+    rate.filter_edit.setFocus()
+    qtbot.keyClicks(rate.filter_edit, "card")
+    qtbot.keyClick(rate.filter_edit, Qt.Key_Z, Qt.ControlModifier)
+    assert log == ["redo", "undo"]
+    assert rate.filter_edit.text() == "card"
+
+
+def test_keys_work_after_a_button_took_the_focus(app_window, qtbot):
+    ctx, window = app_window("Test")
+    rate = window.rate_view
+    window.tabs.setCurrentWidget(rate)
+    rate.load_queries([Query("first"), Query("second"), Query("third")])
+    first = rate.current
+    rate.undo_button.setFocus()
+    qtbot.keyClicks(rate.undo_button, "arr")           # typing anywhere filters
+    assert rate.filter_edit.text() == "arr" and rate.filter_edit.hasFocus()
+    rate.filter_edit.clear()
+    rate.skip_button.setFocus()
+    qtbot.keyClick(rate.skip_button, Qt.Key_Backspace)  # Backspace on an empty filter skips
+    assert rate.current is not first and rate.current.text == "second"
