@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from cm_desktop.cm.choices import filter_responses
-from cm_desktop.ui.plain import plain_label, set_plain
+from cm_desktop.ui.plain import breakable, plain_label, set_plain
 from cm_desktop.ui.resource_files import resource
 
 
@@ -175,7 +175,7 @@ class ReplyWidget(QFrame):
     def append(self, which: str, text: str) -> None:
         self.answers[which] += text
         if which == self.showing:
-            set_plain(self.body, self.answers[which])
+            set_plain(self.body, breakable(self.answers[which]))
 
     def show(self, which: str) -> None:  # noqa: A003 - the reply shows one of its two answers
         self.showing = which
@@ -183,7 +183,7 @@ class ReplyWidget(QFrame):
             response = self.trace.chosen if which == "personal" else self.trace.model_response
             prefix = "→ " if which == "personal" else "Raw model → "
             set_plain(self.header, prefix + response)
-        set_plain(self.body, self.answers[which])
+        set_plain(self.body, breakable(self.answers[which]))
 
 
 class ChatInput(QPlainTextEdit):

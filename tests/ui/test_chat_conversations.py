@@ -182,3 +182,25 @@ def test_the_chat_says_when_it_is_busy(app_window, qtbot):
     with qtbot.waitSignals([chat.busy_changed, chat.reply_finished], timeout=15000):
         chat.send("hello")                # no model: the reply fails at once
     qtbot.waitUntil(lambda: not chat.is_busy() and not window.rate_view.paused, timeout=15000)
+
+
+def test_a_long_unbroken_reply_wraps_and_copy_gives_the_original(app_window, qtbot):
+    from PySide6.QtGui import QGuiApplication
+
+    ctx, window = app_window("Test")
+    runaway = "You need to buy the " + "1" * 3000
+    conv = ctx.bank.create_conversation("Test")
+    ctx.bank.add_message(conv.id, "user", "how much?")
+    ctx.bank.add_message(conv.id, "assistant", runaway, response="card arrival")
+    window.resize(900, 700)
+    chat = window.chat_view
+    window.tabs.setCurrentWidget(chat)
+    chat.open_conversation(conv.id)
+    qtbot.waitUntil(lambda: len(chat.replies) == 1, timeout=15000)
+    reply = chat.replies[0]
+    qtbot.waitUntil(lambda: reply.body.height() > 3 * reply.body.fontMetrics().height(),
+                    timeout=15000)                      # it took several lines ...
+    assert reply.body.width() <= chat.scroll.viewport().width()   # ... within the view
+    assert not chat.scroll.horizontalScrollBar().isVisible()
+    reply.copy_button.click()
+    assert QGuiApplication.clipboard().text() == runaway
