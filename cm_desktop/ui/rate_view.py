@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from cm_desktop.cm.choices import filter_responses, top_choices
+from cm_desktop.cm.retrieval import normalise_text
 from cm_desktop.ui.ops import BankQuery, FileTask, ModelJob, Priority
 from cm_desktop.ui.plain import one_line, plain_label, set_plain
 from cm_desktop.ui.rating_commands import AddRatingCommand
@@ -110,6 +111,7 @@ class RateView(QWidget):
         self.ctx = ctx
         self.queue: list[QueueItem] = []
         self.paused = False               # prefetch paused (the Chat view is busy)
+        self._rated: set[str] = set()     # the profile's rated queries (normalised): never offered
         self.current: QueueItem | None = None
         self.n_rated = 0
         self.n_agreed = 0
@@ -217,11 +219,30 @@ class RateView(QWidget):
     # ---- profile and queue -------------------------------------------------------------------
     def _on_profile_changed(self, profile: str) -> None:
         self._responses = []
+        self._rated = set()
         if profile:
             (BankQuery(self, lambda job: list(job.bank.get_profile(profile).responses))
              .supersedes((id(self), "responses")).labelled("Reading the profile")
              .success(self._set_responses).run())
+            (BankQuery(self, lambda job: {normalise_text(r.instance)
+                                          for r in job.bank.ratings(profile)})
+             .supersedes((id(self), "rated")).labelled("Reading the ratings")
+             .success(lambda rated: self._set_rated(profile, rated)).run())
         self._restart_proposals()
+
+    def _set_rated(self, profile: str, rated: set[str]) -> None:
+        """A query the profile already has a rating for is never offered again (after a restart
+        the queue goes on where it was)."""
+        if profile != self.ctx.profile:
+            return
+        self._rated = rated | self._rated
+        self.queue = [item for item in self.queue if not self._is_rated(item.text)]
+        if self.current is not None and self._is_rated(self.current.text):
+            self._advance()
+        self._update_counts()
+
+    def _is_rated(self, text: str) -> bool:
+        return normalise_text(text) in self._rated
 
     def settings_applied(self) -> None:
         """A new prompting strategy changes the proposals; other settings do not."""
@@ -251,7 +272,7 @@ class RateView(QWidget):
         self._prefetch()
 
     def load_queries(self, queries: list[Query], source: str = "") -> None:
-        self.queue.extend(QueueItem(q) for q in queries)
+        self.queue.extend(QueueItem(q) for q in queries if not self._is_rated(q.text))
         if source:
             set_plain(self.source_label, f"From {source}")
         if self.current is None:
@@ -442,10 +463,12 @@ class RateView(QWidget):
         agreed = model_response == user_response
         self.n_rated += 1
         self.n_agreed += agreed
+        self._rated.add(normalise_text(item.text))
 
         def undone(_rating):
             self.n_rated -= 1
             self.n_agreed -= agreed
+            self._rated.discard(normalise_text(item.text))
             if self.current is not None:
                 self.queue.insert(0, self.current)
             # the proposal is still valid (variant "none" does not read the bank)
@@ -457,6 +480,7 @@ class RateView(QWidget):
         def redone(_rating):
             self.n_rated += 1
             self.n_agreed += agreed
+            self._rated.add(normalise_text(item.text))
             if self.current is item:
                 self._advance()
             elif item in self.queue:

@@ -137,11 +137,11 @@ def test_chat_keeps_the_conversation_and_continues_it(bank_file, monkeypatch, ca
         bank.set_guidance("P", "card arrival", GUIDANCE)
         for x in ("where is my new card", "my card has not come yet"):
             bank.add_rating("P", x, "pending transfer", "card arrival")
-    b = ["--bank", str(bank_file), "--threads", "2"]
+    b = ["--bank", str(bank_file)]
     monkeypatch.setattr("sys.stdin", io.StringIO("my card still has not come\n/why\n"
                                                  "and how long does it take?\n"))
-    code, out, err = run(capsys, "chat", "--profile", "P", "--max-tokens", "24",
-                         "--temperature", "0", *b)
+    code, out, err = run(capsys, *b, "chat", "--profile", "P", "--max-tokens", "24",
+                         "--temperature", "0", "--threads", "2")
     assert code == 0, err
     assert "chosen:" in out and "rule instance" in out      # /why
     with DiscrepancyBank(bank_file) as bank:
@@ -155,8 +155,8 @@ def test_chat_keeps_the_conversation_and_continues_it(bank_file, monkeypatch, ca
     assert f"[{first_reply.response}]" in err               # the meaning goes to stderr
 
     monkeypatch.setattr("sys.stdin", io.StringIO("thanks, and a refund?\n"))
-    code, out, err = run(capsys, "chat", "--conversation", str(conv.id), "--max-tokens", "16",
-                         *b)
+    code, out, err = run(capsys, *b, "chat", "--conversation", str(conv.id), "--max-tokens", "16",
+                         "--threads", "2")
     assert code == 0, err
     with DiscrepancyBank(bank_file) as bank:
         again = bank.conversation(conv.id)

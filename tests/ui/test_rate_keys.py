@@ -47,3 +47,18 @@ def test_keys_work_after_a_button_took_the_focus(app_window, qtbot):
     rate.skip_button.setFocus()
     qtbot.keyClick(rate.skip_button, Qt.Key_Backspace)  # Backspace on an empty filter skips
     assert rate.current is not first and rate.current.text == "second"
+
+
+def test_a_rated_query_is_never_offered_again_after_a_restart(app_window, qtbot):
+    ctx, window = app_window("Test", bank_name="bank.sqlite3")
+    ctx.bank.add_rating("Test", "When will my card arrive?", "card arrival", "card arrival")
+    assert window.shutdown(15)
+    ctx2, window2 = app_window(None, bank_name="bank.sqlite3")
+    ctx2.set_profile("Test")
+    rate = window2.rate_view
+    qtbot.waitUntil(lambda: bool(rate._rated), timeout=15000)
+    rate.load_queries([Query("when will my card  ARRIVE?"), Query("I lost my card")])
+    offered = [rate.current.text] + [item.text for item in rate.queue]
+    assert "I lost my card" in offered
+    assert not any("arrive" in text.lower() and "when will my card" in text.lower()
+                   for text in offered)
