@@ -63,7 +63,8 @@ def create_app_window(bank_path: str | Path | None = None, *, settings=None):
 def start_up(ctx, window, *, load_model: bool = True, on_ready=None) -> None:
     """First-start work after the window shows: sample profile, profile list, then the model."""
     from cm_desktop.ui.ops import BankWrite, FileTask
-    from cm_desktop.ui.resource_files import SAMPLE_PROFILE_NAME, ensure_sample_profile, sample_queries
+    from cm_desktop.ui.resource_files import (SAMPLE_PROFILE_NAME, SAMPLE_PROFILES,
+                                              ensure_sample_profile, sample_queries)
 
     if ctx.settings.load_problem:
         ctx.show_error(window, "Settings were reset", ValueError(ctx.settings.load_problem))
@@ -77,9 +78,10 @@ def start_up(ctx, window, *, load_model: bool = True, on_ready=None) -> None:
         wanted = ctx.settings.last_profile if ctx.settings.last_profile in names else (
             SAMPLE_PROFILE_NAME if SAMPLE_PROFILE_NAME in names else names[0])
         window.refresh_profiles(select=wanted)
-        if wanted == SAMPLE_PROFILE_NAME and not window.rate_view.queue and window.rate_view.current is None:
-            (FileTask(window, lambda job: sample_queries()).labelled("Loading sample queries")
-             .success(lambda qs: window.rate_view.load_queries(qs, source="the Banking77 sample")).run())
+        if wanted in SAMPLE_PROFILES and not window.rate_view.queue and window.rate_view.current is None:
+            (FileTask(window, lambda job: sample_queries(wanted)).labelled("Loading sample queries")
+             .success(lambda qs: window.rate_view.load_queries(qs, source=f"the {wanted} queries"))
+             .run())
         if on_ready:
             on_ready()
 
