@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -56,22 +57,28 @@ def json_value(value: str | None) -> str:
 
 
 _clock_lock = threading.Lock()
-_last_time = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+_last_us = 0
+_second_text = (-1, "")  # (unix second, its "YYYY-MM-DDTHH:MM:SS"), reused within the second
 
 
 def utc_now() -> str:
-    """ISO-8601 UTC time, strictly increasing within this process.
+    """ISO-8601 UTC time with microseconds (`datetime.isoformat()`'s text), strictly
+    increasing within this process.
 
     Strictly increasing so two ratings of the same triple made in the same microsecond (a batch)
-    still get different ids: both are real ratings and both must count.
-    """
-    global _last_time
+    still get different ids: both are real ratings and both must count. Built from an integer
+    clock with the seconds' text cached, because bulk adds stamp every rating (a third of the
+    cost of datetime.now().isoformat())."""
+    global _last_us, _second_text
     with _clock_lock:
-        now = dt.datetime.now(dt.timezone.utc)
-        if now <= _last_time:
-            now = _last_time + dt.timedelta(microseconds=1)
-        _last_time = now
-    return now.isoformat(timespec="microseconds")
+        us = time.time_ns() // 1000
+        if us <= _last_us:
+            us = _last_us + 1
+        _last_us = us
+        second, fraction = divmod(us, 1_000_000)
+        if second != _second_text[0]:
+            _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{_second_text[1]}.{fraction:06d}+00:00"
 
 
 @dataclass(frozen=True)
@@ -220,7 +227,8 @@ def make_rating(fields: Mapping[str, Any], *, members: Mapping[str, str] | None 
     source = fields.get("source") or ("rated" if fresh else fields.get("source"))
     strategy, fingerprint = fields.get("strategy"), fields.get("fingerprint")
     created = fields.get("created")
-    if fresh and created is None:
+    stamped = fresh and created is None
+    if stamped:
         created = utc_now()
     if (unicode or type(instance) is not str or type(y_model) is not str
             or type(y_user) is not str or type(source) is not str or type(created) is not str
@@ -236,11 +244,12 @@ def make_rating(fields: Mapping[str, Any], *, members: Mapping[str, str] | None 
     if source not in SOURCES:
         raise RatingFieldError(f"source must be one of {', '.join(SOURCES)}, not {source!r}",
                                "source")
-    try:
-        dt.datetime.fromisoformat(created)
-    except ValueError:
-        raise RatingFieldError(f"created {created!r} is not an ISO-8601 time",
-                               "created") from None
+    if not stamped:  # a time we made ourselves needs no parsing
+        try:
+            dt.datetime.fromisoformat(created)
+        except ValueError:
+            raise RatingFieldError(f"created {created!r} is not an ISO-8601 time",
+                                   "created") from None
     if fresh:
         y_model, y_user = collapse_whitespace(y_model), collapse_whitespace(y_user)
         if members:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,12 +126,14 @@ class Settings:
         for name in data:
             if any(secret in name.lower().split("_") for secret in _SECRET_NAMES):
                 raise ValueError(f"refusing to store a secret-looking setting {name!r} on disk")
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-        return path
+        from bank_store import BankError
+        from bank_store.files import write_private_atomic  # the one owner-only file writer
+
+        text = json.dumps(data, indent=2, sort_keys=True)
+        try:
+            return write_private_atomic(path, text.encode("utf-8"))
+        except BankError as e:  # callers handle a settings file that cannot be written as OSError
+            raise OSError(str(e)) from None
 
     # -- what the layers below need ----------------------------------------------------------
     def engine_options(self) -> dict[str, Any]:
