@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cm_desktop.cli import CLIError, open_bank
+from cm_desktop.cli.terminal_text import inert
 
 STRATEGY_NAMES = ("vanilla", "cot", "fot", "consistent", "feedback")
 VARIANT_NAMES = ("none", "paper", "marginal", "instance")
@@ -102,9 +103,9 @@ def cmd_estimate(args) -> int:
                                args.strategy, progress=Progress("estimate"))
     finally:
         backend.close()
-    print(f"profile {report.profile}: sampled {report.sampled}, added {report.added} estimated "
-          f"ratings, {report.skipped} already in the bank; model agreed with the label on "
-          f"{report.agreement:.1%} of the added")
+    print(inert(f"profile {report.profile}: sampled {report.sampled}, added {report.added} "
+                f"estimated ratings, {report.skipped} already in the bank; model agreed with the "
+                f"label on {report.agreement:.1%} of the added"))
     return 0
 
 
@@ -136,7 +137,7 @@ def cmd_eval(args) -> int:
                         checkpoint=write_json)
     finally:
         backend.close()
-    print(f"{dataset.name}: profile {args.profile}, {len(queries)} held-out queries")
+    print(inert(f"{dataset.name}: profile {args.profile}, {len(queries)} held-out queries"))
     print(format_table(rows))
     write_json(rows, len(queries))
     return 0
