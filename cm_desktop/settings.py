@@ -39,6 +39,20 @@ def _field_problem(name: str, value: Any) -> str | None:
     return None
 
 
+MAX_SETTINGS_BYTES = 1024 * 1024  # a settings file is a few hundred bytes
+
+
+def _read_settings_file(path: Path) -> str:
+    """The file's text: a regular file, at most MAX_SETTINGS_BYTES (ValueError otherwise)."""
+    from bank_store import BankError
+    from bank_store.files import read_input
+
+    try:
+        return read_input(path, MAX_SETTINGS_BYTES).decode("utf-8")
+    except BankError as e:
+        raise ValueError(str(e)) from None
+
+
 def settings_path() -> Path:
     return paths.config_dir() / "settings.json"
 
@@ -82,7 +96,7 @@ class Settings:
         if not path.exists():
             return cls()
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(_read_settings_file(path))
             if not isinstance(data, dict):
                 raise ValueError("the file does not hold a JSON object")
         except (OSError, ValueError) as exc:

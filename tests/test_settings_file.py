@@ -30,3 +30,17 @@ def test_a_url_without_credentials_is_saved_as_it_is():
     Settings(openai_base_url="http://127.0.0.1:8000/v1?model=x").save()
     assert Settings.load().openai_base_url == "http://127.0.0.1:8000/v1?model=x"
     assert credentials.get_api_key("http://127.0.0.1:8000/v1?model=x") is None
+
+
+def test_a_settings_file_that_is_not_a_small_regular_file_is_set_aside():
+    import os
+
+    path = settings_path()
+    os.mkfifo(path)  # before: reading it waited forever for a writer
+    loaded = Settings.load()
+    assert "not a regular file" in loaded.load_problem and loaded == Settings()
+    path.with_name(path.name + ".bad").unlink()
+    with open(path, "wb") as f:
+        f.truncate(2 * 1024 * 1024)
+    loaded = Settings.load()
+    assert "limit" in loaded.load_problem and loaded == Settings()
