@@ -37,6 +37,7 @@ from typing import Iterator
 
 import sqlite_utils
 
+from .backups import backup_while_locked
 from .errors import BankDamagedError, BankError
 from .files import create_private_file, make_private_dirs
 from .migrations import apply_migrations, up_to_date
@@ -269,8 +270,6 @@ class BankConnection:
         write lock is held: what the transaction destroys is exactly what the backup holds.
         Yields the backup's path (None when take_backup is false). Must be the outermost
         transaction of this thread."""
-        from .backups import backup_while_locked
-
         if getattr(self._local, "txn", None) is not None:
             raise BankError("a destructive change must not run inside another transaction")
         with self._txn(write=True):
