@@ -144,3 +144,31 @@ def _tighten(kr) -> None:
     if path and os.path.exists(path):
         os.chmod(path, 0o600)
         os.chmod(os.path.dirname(path), 0o700)
+
+
+# ---- the Hugging Face token (gated model repos) ---------------------------------------------
+HF_TOKEN_ENV = "HF_TOKEN"
+_HF_USER = "huggingface.co"
+
+
+def get_hf_token() -> str | None:
+    """HF_TOKEN from the environment, else the token stored in the keyring, else None."""
+    env = os.environ.get(HF_TOKEN_ENV)
+    if env:
+        return env
+    kr = _ensure_keyring()
+    try:
+        return kr.get_password(SERVICE, _HF_USER) or None
+    except Exception as exc:
+        raise CredentialError(f"could not read the keyring ({exc})") from None
+
+
+def set_hf_token(token: str) -> None:
+    if not isinstance(token, str) or not token.strip():
+        raise CredentialError("the token is empty")
+    kr = _ensure_keyring()
+    try:
+        kr.set_password(SERVICE, _HF_USER, token.strip())
+    except Exception as exc:
+        raise CredentialError(f"could not store the token in the keyring ({exc})") from None
+    _tighten(kr)

@@ -252,11 +252,14 @@ def _gguf_expected_size(p: Path) -> int | None:
     return end
 
 
-def file_fingerprint(kind: str, path: str | os.PathLike) -> str:
-    """`kind:name:size:sha256[:12]` — what the bank stores with each rating. Hashes once per run."""
+def file_fingerprint(kind: str, path: str | os.PathLike, sha256: str | None = None) -> str:
+    """`kind:name:size:sha256[:12]` — what the bank stores with each rating. Hashes once per run
+    (`sha256`: the file's digest when the caller already has it, e.g. the model library's)."""
     p = Path(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if sha256:
+        _hash_cache[key] = sha256[:12]
     digest = _hash_cache.get(key)
     if digest is None:
         h = hashlib.sha256()

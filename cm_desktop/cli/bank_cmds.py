@@ -217,6 +217,10 @@ def _register_bank(subparsers) -> None:
     p.add_argument("--to", metavar="PATH")
     p.set_defaults(func=cmd_bank_recover)
 
+    from cm_desktop.cli.rebase_cmds import register_bank_actions
+
+    register_bank_actions(sub)     # rebase: needs a model, so it lives with the model commands
+
 
 def cmd_bank_import(args) -> int:
     from bank_store.formats import import_file
@@ -227,6 +231,13 @@ def cmd_bank_import(args) -> int:
                              dry_run=args.dry_run, on_mismatch=args.on_mismatch,
                              responses=responses)
     print(inert(report.summary(), keep_newlines=True))
+    from bank_store.formats import read_bank_file
+    from bank_store.rebase import file_model_note
+    from cm_desktop.models.current import settings_fingerprint
+
+    note = file_model_note(read_bank_file(args.file, args.format), settings_fingerprint())
+    if note:
+        print(inert(f"note: {note}"))
     return 0
 
 
@@ -262,6 +273,12 @@ def cmd_bank_show(args) -> int:
     if rows:
         table = [(a, b, n, f"{n / per_model[a]:.0%}") for a, b, n in rows[:args.top]]
         print(format_table(["MODEL RESPONSE", "USER RESPONSE", "N", "SHARE"], table))
+    from cm_desktop.cli.rebase_cmds import model_lines
+    from cm_desktop.models.current import settings_fingerprint
+
+    with open_bank(args) as bank:
+        for line in model_lines(bank, args.profile, settings_fingerprint()):
+            print(line)
     return 0
 
 

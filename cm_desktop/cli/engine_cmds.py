@@ -1,7 +1,7 @@
 """`cm estimate`, `cm eval`: the CM engine from the terminal (`cm chat` is in chat_cmds).
 
-Each takes the backend options --backend llama_cpp|hf|openai --model PATH --base-url URL
-(default: the embedded Gemma via llama_cpp) and --threads.
+Each takes the backend options --backend llama_cpp|hf|openai --model PATH_OR_NAME --base-url URL
+(default: the model `cm models use` chose, else the embedded Gemma, via llama_cpp) and --threads.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", choices=("llama_cpp", "hf", "openai"), default="llama_cpp",
                    help="how to reach the model (default: llama_cpp on the embedded Gemma)")
     g.add_argument("--model", metavar="PATH_OR_NAME",
-                   help="GGUF file / model dir (llama_cpp, hf) or the served model name (openai)")
+                   help="GGUF file / model dir, or a name from `cm models list` (llama_cpp, hf); "
+                   "the served model's name (openai)")
     g.add_argument("--base-url", metavar="URL", help="openai: the server, e.g. http://127.0.0.1:8080/v1")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
     g.add_argument("--no-calibrate", action="store_true",
@@ -42,9 +43,17 @@ def _load_backend(args):
             raise CLIError("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
         cfg = BackendConfig(kind="openai", base_url=args.base_url, model=args.model)
     else:
-        if args.model and not Path(args.model).expanduser().exists():
-            raise CLIError(f"--model: no such file or directory: {args.model}")
-        cfg = BackendConfig(kind=args.backend, model_path=args.model, n_threads=args.threads)
+        from cm_desktop.cli.models_cmds import resolve_model_option, warn_before_loading
+
+        model = args.model
+        if model is None and args.backend == "llama_cpp":
+            from cm_desktop.settings import Settings
+
+            model = Settings.load().model_path or None   # `cm models use` chose it
+        model = resolve_model_option(model)              # a path, or a library name
+        cfg = BackendConfig(kind=args.backend, model_path=model, n_threads=args.threads)
+        if args.backend == "llama_cpp":
+            warn_before_loading(model)
     return load_backend(cfg)
 
 

@@ -120,7 +120,10 @@ class CMEngine:
 
         # One read of the ratings serves the neighbours and the counts (the bank keeps counts
         # equal to a GROUP BY over ratings, so they are derived here rather than read twice).
-        self.index = RatingIndex(self.bank, self.profile_name, self.embedder)
+        # Only the current model's ratings give y' statistics (bank_store.rebase.is_current):
+        # after a model switch, the old model's counts would steer the new one wrongly.
+        self.fingerprint = getattr(self.backend, "fingerprint", None)
+        self.index = RatingIndex(self.bank, self.profile_name, self.embedder, self.fingerprint)
         self.responses: list[str] = list(self.index.responses)
         self._pos = {r: i for i, r in enumerate(self.responses)}
         self._candidate_texts = st.candidate_texts(self.responses)
@@ -231,7 +234,7 @@ class CMEngine:
         t0 = time.perf_counter()
         y_model = self.responses[outcome.model_index]
         passes = outcome.passes
-        candidates = [(y, int(n)) for y, n in self.bank.candidate_set(self.profile_name, y_model)]
+        candidates = self.candidate_set(y_model)
         final = outcome.p
         if variant == "none":
             chosen, rule = y_model, "model"
@@ -266,7 +269,8 @@ class CMEngine:
             idx = np.array([nb.index for nb in nbs], dtype=int)
             sims = np.array([nb.similarity for nb in nbs])
             final = mz.instance_posterior(outcome.p, self.counts, self.index.model_idx[idx],
-                                          self.index.user_idx[idx], sims, self.params)
+                                          self.index.user_idx[idx], sims, self.params,
+                                          self.index.current[idx])
             chosen, rule = self.responses[int(np.argmax(final))], "instance"
         order = np.argsort(-outcome.p)[:TOP_N]
         top_final = np.argsort(-np.asarray(final))[:10]
@@ -279,6 +283,13 @@ class CMEngine:
             neighbours=[(self.index.instances[nb.index], self.responses[self.index.user_idx[nb.index]],
                          nb.similarity) for nb in outcome.neighbours],
             scores={self.responses[i]: float(final[i]) for i in top_final if final[i] > 0})
+
+    def candidate_set(self, y_model: str) -> list[tuple[str, int]]:
+        """C(y'): what the user meant when this model said y', most frequent first (ties in
+        response-set order), from the current model's ratings only."""
+        row = self.counts[self._pos[y_model]] if y_model in self._pos else np.zeros(0)
+        return [(self.responses[j], int(row[j])) for j in
+                sorted(np.flatnonzero(row), key=lambda j: (-row[j], j))]
 
     # ---- the public calls -------------------------------------------------------------------
     def decide(self, x: str, cancel=None) -> Trace:

@@ -48,10 +48,13 @@ MAX_HELD_OUT = 2000     # tuning holds out at most this many ratings (a fixed sa
 _CHUNK = 1024           # similarity rows computed at once: bounded memory on big banks
 
 
-def _loo_rows(n: int) -> np.ndarray:
-    if n <= MAX_HELD_OUT:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(0).choice(n, MAX_HELD_OUT, replace=False))
+def _loo_rows(index: RatingIndex) -> np.ndarray:
+    """The ratings held out in turn: the current model's only (another model's stored y' says
+    nothing about what this model would answer)."""
+    rows = np.flatnonzero(index.current)
+    if len(rows) <= MAX_HELD_OUT:
+        return rows
+    return np.sort(np.random.default_rng(0).choice(rows, MAX_HELD_OUT, replace=False))
 
 
 def _loo_neighbours(index: RatingIndex, k_max: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +92,7 @@ def _loo_predictions(index: RatingIndex, counts: np.ndarray, rows: np.ndarray, n
     np.add.at(vote, (rows_n, nb_user.ravel()), w.ravel())
     row = counts[m].copy()                                  # n(y'_i, .) without rating i itself
     row[np.arange(n), u] -= 1.0
-    same = (index.model_idx[idx] == m[:, None])             # neighbours whose y' matches
+    same = (index.model_idx[idx] == m[:, None]) & index.current[idx]   # same y', same model
     np.add.at(row, (rows_n, nb_user.ravel()), (params.beta * w * same).ravel())
     row[np.arange(n), m] += params.alpha
     tot = row.sum(axis=1, keepdims=True)
@@ -108,10 +111,10 @@ def tune_params(index: RatingIndex, counts: np.ndarray, grid: dict | None = None
                 cancel=None) -> TuneResult:
     """The grid point with the best leave-one-out accuracy on the bank (first one on ties)."""
     grid = grid or GRID
-    n = len(index)
-    if n < 3:
+    rows = _loo_rows(index)
+    n = len(rows)
+    if n < 3 or len(index) < 3:
         return TuneResult(mz.CMParams(), 0.0, n, 0.0, 0.0)
-    rows = _loo_rows(n)
     nb_idx, nb_sims = _loo_neighbours(index, max(grid["k"]), rows)
     u = index.user_idx[rows]
     best, best_acc = mz.CMParams(), -1.0
@@ -130,24 +133,27 @@ def tune_params(index: RatingIndex, counts: np.ndarray, grid: dict | None = None
 
 
 def counts_matrix(index: RatingIndex) -> np.ndarray:
+    """n(y', y) over the current model's ratings (another model's y' are not this model's)."""
     r = len(index.responses)
     c = np.zeros((r, r))
-    np.add.at(c, (index.model_idx, index.user_idx), 1.0)
+    cur = index.current
+    np.add.at(c, (index.model_idx[cur], index.user_idx[cur]), 1.0)
     return c
 
 
 def leave_one_out_agreement(bank, profile: str, embedder: Embedder | None = None,
-                            cancel=None) -> dict:
+                            cancel=None, fingerprint: str | None = None) -> dict:
     """{"n", "model", "cm"}: on the user's own ratings held out one at a time, the share where the
     raw model (y' == y) and where CM (stored y' as one-hot p, plus the other rated instances) gives
     the user's answer. No model pass. (CM's parameters are tuned on the same leave-one-out, so its
     figure is slightly optimistic.)"""
-    index = RatingIndex(bank, profile, embedder or default_embedder())
-    n = len(index)
+    index = RatingIndex(bank, profile, embedder or default_embedder(), fingerprint)
+    cur = index.current
+    n = int(cur.sum())
     if n == 0:
         return {"n": 0, "model": 0.0, "cm": 0.0}
-    if n < 3:
-        acc = float(np.mean(index.model_idx == index.user_idx))
+    if n < 3 or len(index) < 3:
+        acc = float(np.mean(index.model_idx[cur] == index.user_idx[cur]))
         return {"n": n, "model": acc, "cm": acc}
     res = tune_params(index, counts_matrix(index), cancel=cancel)
     return {"n": n, "model": res.model_accuracy, "cm": res.loo_accuracy}

@@ -99,17 +99,21 @@ def kernel_weights(similarities: np.ndarray, tau: float) -> np.ndarray:
 
 def instance_transition(counts: np.ndarray, neighbour_model: Sequence[int],
                         neighbour_user: Sequence[int], weights: np.ndarray,
-                        alpha: float, beta: float) -> np.ndarray:
+                        alpha: float, beta: float,
+                        neighbour_current: np.ndarray | None = None) -> np.ndarray:
     """T_x(y|y') proportional to n(y', y) + beta sum_i w_i [y'_i = y'][y_i = y] + alpha [y = y'].
 
     neighbour_model / neighbour_user are the response indices (y'_i, y_i) of the nearest rated
     instances; weights their kernel weights, normalised here to sum to 1 so beta is the number of
-    "virtual ratings" the neighbourhood is worth.
+    "virtual ratings" the neighbourhood is worth. neighbour_current (bool per neighbour): only
+    neighbours whose y' came from the current model add to the transition.
     """
     c = np.asarray(counts, dtype=np.float64).copy()
     w = np.asarray(weights, dtype=np.float64)
     if w.size:
         w = w / w.sum()
+        if neighbour_current is not None:
+            w = w * np.asarray(neighbour_current, dtype=np.float64)
         np.add.at(c, (np.asarray(neighbour_model, dtype=int), np.asarray(neighbour_user, dtype=int)),
                   beta * w)
     return marginal_transition(c, alpha)
@@ -139,7 +143,7 @@ def model_weight(agreement_rate: float, gamma: float) -> float:
 
 def instance_posterior(p: np.ndarray, counts: np.ndarray, neighbour_model: Sequence[int],
                        neighbour_user: Sequence[int], similarities: np.ndarray,
-                       params: CMParams) -> np.ndarray:
+                       params: CMParams, neighbour_current: np.ndarray | None = None) -> np.ndarray:
     """The instance-dependent answer distribution: lambda q_x + (1 - lambda) v.
 
     q_x = p @ T_x (the model corrected by the bank and by what the neighbours' ratings say about
@@ -148,7 +152,8 @@ def instance_posterior(p: np.ndarray, counts: np.ndarray, neighbour_model: Seque
     """
     n = len(p)
     w = kernel_weights(similarities, params.tau)
-    t_x = instance_transition(counts, neighbour_model, neighbour_user, w, params.alpha, params.beta)
+    t_x = instance_transition(counts, neighbour_model, neighbour_user, w, params.alpha, params.beta,
+                              neighbour_current)
     q_x = marginal_posterior(p, t_x)
     if w.size == 0:
         return q_x

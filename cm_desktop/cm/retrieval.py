@@ -132,7 +132,10 @@ class Neighbour:
 class RatingIndex:
     """One profile's ratings and their embeddings, for nearest-neighbour look-ups."""
 
-    def __init__(self, bank, profile: str, embedder: Embedder) -> None:
+    def __init__(self, bank, profile: str, embedder: Embedder,
+                 fingerprint: str | None = None) -> None:
+        from bank_store.rebase import is_current
+
         self.embedder = embedder
         prof = bank.get_profile(profile)
         self.responses: list[str] = list(prof.responses)
@@ -143,6 +146,11 @@ class RatingIndex:
         self.instances = [r.instance for r in self.ratings]
         self.model_idx = np.array([pos[r.model_response] for r in self.ratings], dtype=int)
         self.user_idx = np.array([pos[r.user_response] for r in self.ratings], dtype=int)
+        # current[i]: rating i's y' came from the model `fingerprint` (bank_store.rebase owns the
+        # rule). Another model's ratings still give their (x, y) as neighbour votes, but their y'
+        # never enters the counts or the "same y'" term: those describe a different model.
+        self.current = np.array([is_current(r.fingerprint, r.source, fingerprint)
+                                 for r in self.ratings], dtype=bool)
         self.embeddings = self._load_embeddings(bank, profile)
 
     def _load_embeddings(self, bank, profile: str) -> np.ndarray:

@@ -1,0 +1,88 @@
+"""`cm models ...`, library names for --model, `cm bank rebase` and the ratings-by-model lines of
+`cm bank show`, as real subprocesses on the embedded Gemma."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from test_bank_cli import assert_one_line_error, cm
+
+from bank_store import DiscrepancyBank
+from cm_desktop.settings import Settings
+
+R = ["card arrival", "lost or stolen card", "pending transfer", "request refund"]
+OTHER = "llama_cpp:another-model.gguf:123:0123456789ab"
+RATED = [("where is my new card", R[1], R[0]), ("my card has not come yet", R[1], R[0]),
+         ("someone stole my card", R[0], R[1]), ("I want my money back", R[2], R[3]),
+         ("I want my money back", R[2], R[3])]
+
+
+def test_models_list_shows_the_embedded_model_and_json_has_the_fields(gemma_path):
+    res = cm("models", "list")
+    assert res.returncode == 0, res.stderr
+    assert gemma_path.stem in res.stdout and "embedded" in res.stdout
+    res = cm("models", "list", "--json")
+    rows = json.loads(res.stdout)
+    assert rows[0]["source"] == "embedded" and len(rows[0]["sha256"]) == 64
+    assert rows[0]["architecture"] == "gemma3" and isinstance(rows[0]["chat_template"], bool)
+
+
+def test_models_use_and_rm_and_add_errors(tmp_path, gemma_path):
+    res = cm("models", "use", "embedded")
+    assert res.returncode == 0, res.stderr
+    assert Settings.load().model_path == ""
+    res = cm("models", "rm", "embedded", "--yes")
+    assert_one_line_error(res.returncode, res.stderr, "cannot be removed")
+    res = cm("models", "add", str(tmp_path / "missing.gguf"))
+    assert_one_line_error(res.returncode, res.stderr, "no such file")
+    res = cm("models", "use", "no-such-model")
+    assert_one_line_error(res.returncode, res.stderr, "no model named 'no-such-model'")
+
+
+def test_model_option_takes_a_library_name(tmp_path, gemma_path):
+    from cm_desktop.cli.models_cmds import resolve_model_option
+
+    assert resolve_model_option(gemma_path.stem) == str(gemma_path)
+    assert resolve_model_option(str(gemma_path)) == str(gemma_path)
+    bank_path = tmp_path / "bank.sqlite3"
+    with DiscrepancyBank(bank_path) as bank:
+        bank.create_profile("p", R)
+    res = cm("--bank", str(bank_path), "chat", "--profile", "p", "--model", "not-a-model",
+             stdin="")
+    assert_one_line_error(res.returncode, res.stderr, "neither a file nor a model in the library")
+
+
+@pytest.mark.slow
+def test_bank_rebase_changes_every_y_prime_fingerprint_and_keeps_every_x_y(tmp_path):
+    bank_path = tmp_path / "bank.sqlite3"
+    with DiscrepancyBank(bank_path) as bank:
+        bank.create_profile("p", R)
+        for x, y_model, y in RATED:
+            bank.add_rating("p", x, y_model, y, fingerprint=OTHER)
+    res = cm("--bank", str(bank_path), "bank", "show", "--profile", "p")
+    assert res.returncode == 0, res.stderr
+    assert f"0 with the current model" in res.stdout and f"{len(RATED)} with other models" in res.stdout
+    assert "cm bank rebase --profile p" in res.stdout
+
+    res = cm("--bank", str(bank_path), "bank", "rebase", "--profile", "p",
+             env={"CM_EMBEDDER": "hashed"})
+    assert res.returncode == 0, res.stderr
+    with DiscrepancyBank(bank_path) as bank:
+        ratings = bank.ratings("p")
+    old = [r for r in ratings if r.fingerprint == OTHER]
+    new = [r for r in ratings if r.fingerprint != OTHER]
+    assert len(old) == len(RATED)                                   # kept
+    assert len(new) == len(RATED)
+    current = {r.fingerprint for r in new}
+    assert len(current) == 1 and current.pop().startswith("llama_cpp:")
+    assert all(r.model_response in R for r in new)
+    xy = Counter((r.instance, r.user_response) for r in old)
+    assert Counter((r.instance, r.user_response) for r in new) == xy
+
+    res = cm("--bank", str(bank_path), "bank", "show", "--profile", "p")
+    assert f"{len(RATED)} with the current model" in res.stdout
+    res = cm("--bank", str(bank_path), "bank", "rebase", "--profile", "p",
+             env={"CM_EMBEDDER": "hashed"})
+    assert res.returncode == 0 and "nothing to rebase" in res.stdout
