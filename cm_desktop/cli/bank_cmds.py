@@ -234,8 +234,10 @@ def cmd_bank_import(args) -> int:
     from bank_store.formats import read_bank_file
     from bank_store.rebase import file_model_note
     from cm_desktop.models.current import settings_fingerprint
+    from cm_desktop.settings import Settings
 
-    note = file_model_note(read_bank_file(args.file, args.format), settings_fingerprint())
+    note = file_model_note(read_bank_file(args.file, args.format),
+                           settings_fingerprint(Settings.load()))
     if note:
         print(inert(f"note: {note}"))
     return 0
@@ -275,9 +277,10 @@ def cmd_bank_show(args) -> int:
         print(format_table(["MODEL RESPONSE", "USER RESPONSE", "N", "SHARE"], table))
     from cm_desktop.cli.rebase_cmds import model_lines
     from cm_desktop.models.current import settings_fingerprint
+    from cm_desktop.settings import Settings
 
     with open_bank(args) as bank:
-        for line in model_lines(bank, args.profile, settings_fingerprint()):
+        for line in model_lines(bank, args.profile, settings_fingerprint(Settings.load())):
             print(line)
     return 0
 

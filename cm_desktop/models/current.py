@@ -24,13 +24,12 @@ def settings_model_file(settings) -> Path | None:
     return None
 
 
-def settings_fingerprint(settings=None) -> str | None:
-    """The fingerprint the settings' model will record with ratings, computed from the file (its
-    sha256 cached by the library), or None when only the loaded model can tell (a server)."""
+def settings_fingerprint(settings) -> str | None:
+    """The fingerprint the settings' model (a cm_desktop.settings.Settings) will record with
+    ratings, computed from the file (its sha256 cached by the library), or None when only the
+    loaded model can tell (a server)."""
     from cm_desktop.models.library import ModelLibrary
-    from cm_desktop.settings import Settings
 
-    settings = settings or Settings.load()
     path = settings_model_file(settings)
     if path is None or not path.is_file():
         return None
