@@ -7,11 +7,7 @@ import hashlib
 
 import pytest
 
-from hub_server import HubServer
-
-REPO_ID = "test-org/gemma-3-270m-GGUF"
-FILENAME = "gemma-3-270m-it-Q4_K_M.gguf"
-GATED_REPO = "test-org/gated-model-GGUF"
+from hub_server import FILENAME, GATED_REPO, REPO_ID, HubServer
 
 
 @pytest.fixture(scope="session")

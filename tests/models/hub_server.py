@@ -18,6 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# what the tests download: the embedded Gemma under a made-up repo, and a gated repo
+REPO_ID = "test-org/gemma-3-270m-GGUF"
+FILENAME = "gemma-3-270m-it-Q4_K_M.gguf"
+GATED_REPO = "test-org/gated-model-GGUF"
 CHUNK = 256 * 1024
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FILENAME, GATED_REPO, REPO_ID
+from hub_server import FILENAME, GATED_REPO, REPO_ID
 
 from cm_desktop.cancel import Cancelled, CancelToken
 from cm_desktop.models import ModelLibrary
