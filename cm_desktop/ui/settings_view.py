@@ -14,16 +14,19 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from cm_desktop.settings import STRATEGIES, VARIANTS
+from cm_desktop.ui.models_panel import ModelsPanel
 from cm_desktop.ui.ops import FileTask
 from cm_desktop.ui.plain import plain_label, set_plain
 
@@ -52,14 +55,23 @@ class SettingsView(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.model_ok = True
+        self._models_listed = False
         self._build()
         self.load_from_settings()
 
     def _build(self) -> None:
-        page = QVBoxLayout(self)
+        # the page scrolls: with the Models panel it is taller than a small screen
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        QVBoxLayout(self).addWidget(scroll)
+        self.layout().setContentsMargins(0, 0, 0, 0)
+        inner = QWidget()
+        scroll.setWidget(inner)
+        page = QVBoxLayout(inner)
         page.setContentsMargins(16, 12, 16, 12)
         column = QWidget()
-        column.setMaximumWidth(820)      # a readable column, not fields stretched across the screen
+        column.setMaximumWidth(900)      # a readable column, not fields stretched across the screen
         page.addWidget(column, 0, Qt.AlignHCenter | Qt.AlignTop)
         page.addStretch(1)
         outer = QVBoxLayout(column)
@@ -110,6 +122,8 @@ class SettingsView(QWidget):
         self.key_status.setVisible(False)
         form.addRow("", self.key_status)
         outer.addWidget(model_box)
+        self.models_panel = ModelsPanel(self.ctx, on_use=self.use_model)
+        outer.addWidget(self.models_panel)
 
         cm_box = QGroupBox("Personalization")
         cm_form = QFormLayout(cm_box)
@@ -212,6 +226,21 @@ class SettingsView(QWidget):
 
         return (FileTask(self, lambda job: validate_model_file(path)).with_progress("Checking the model file")
                 .success(ok).failure(bad).run())
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._models_listed:   # read the library when first shown, not at start-up
+            self._models_listed = True
+            self.models_panel.refresh()
+
+    def use_model(self, model) -> None:
+        """The Models panel's Use: llama.cpp on that file, saved and loaded like Apply."""
+        self.backend_combo.setCurrentIndex(max(self.backend_combo.findData("llama_cpp"), 0))
+        self.model_edit.setText("" if model.source == "embedded" else model.path)
+        self.model_ok = True
+        self._status(self.model_status, f"{model.name} ({model.architecture}, {model.quantization})")
+        self.apply()
+        self.models_panel.refresh()
 
     # ---- key -----------------------------------------------------------------------------------
     def save_key(self) -> None:

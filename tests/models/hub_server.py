@@ -5,6 +5,7 @@ ETag and X-Linked-Etag (the file's sha256), X-Linked-Size, X-Repo-Commit, and Ra
 (206 with Content-Range). Faults on demand:
 - `gated`: repos that answer 401 with X-Error-Code: GatedRepo;
 - `flip_offset`: one byte of the body flipped in transit (the headers still describe the true file);
+- `chunk_delay_s`: a slow network (a pause after each 256 KiB chunk);
 - `stall_after`: stop sending after that many bytes of a body and wait (`stalled` is set) until
   `release` is set or the client goes away: lets a test kill the client mid-download.
 It counts the body bytes it sent per GET (`sent`), so a test can see a resume fetch less.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -32,6 +34,7 @@ class HubServer:
         self.gated: set[str] = set()
         self.flip_offset: int | None = None
         self.stall_after: int | None = None
+        self.chunk_delay_s = 0.0           # a slow network: a pause after each chunk sent
         self.stalled = threading.Event()
         self.release = threading.Event()
         self.sent: list[int] = []          # body bytes per GET, in order
@@ -135,6 +138,8 @@ class HubServer:
                         pos += len(data)
                         with hub._lock:
                             hub.sent[slot] += len(data)
+                        if hub.chunk_delay_s:
+                            time.sleep(hub.chunk_delay_s)
 
             def do_HEAD(self):
                 self._serve(body=False)
