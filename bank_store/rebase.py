@@ -116,6 +116,23 @@ class RebaseReport:
     seconds: float = 0.0
 
 
+def pending_groups(bank, profile: str, fingerprint: str) -> list[list[Rating]]:
+    """The ratings still to rebase, grouped by instance (one model call per group), oldest first."""
+    groups: dict[str, list[Rating]] = defaultdict(list)
+    for r in pending(bank, profile, fingerprint):
+        groups[normalise_response(r.instance)].append(r)
+    return list(groups.values())
+
+
+def rebased_ratings(olds: Sequence[Rating], y_new: str, fingerprint: str,
+                    strategy: str | None) -> list[dict]:
+    """New ratings for one instance: the current model's y' beside each old rating's y (and its
+    source), to add with bank.add_ratings."""
+    return [{"instance": old.instance, "model_response": y_new,
+             "user_response": old.user_response, "source": old.source,
+             "strategy": strategy, "fingerprint": fingerprint} for old in olds]
+
+
 def rebase(bank, profile: str, fingerprint: str, respond: Callable[[str], str], *,
            strategy: str | None = None, should_stop: Callable[[], bool] | None = None,
            progress: Callable[[int, int], None] | None = None,
@@ -129,13 +146,9 @@ def rebase(bank, profile: str, fingerprint: str, respond: Callable[[str], str], 
     if not isinstance(fingerprint, str) or not fingerprint:
         raise ValueError("rebase needs the current model's fingerprint")
     t0 = time.perf_counter()
-    todo = pending(bank, profile, fingerprint)
+    groups = pending_groups(bank, profile, fingerprint)
     report = RebaseReport(profile, fingerprint,
                           without_instance=model_counts(bank, profile, fingerprint).without_instance)
-    groups: dict[str, list[Rating]] = defaultdict(list)
-    for r in todo:
-        groups[normalise_response(r.instance)].append(r)
-    keys = list(groups)
     buffered: list[dict] = []
 
     def flush() -> None:
@@ -145,24 +158,20 @@ def rebase(bank, profile: str, fingerprint: str, respond: Callable[[str], str], 
 
     done = 0
     try:
-        for key in keys:
+        for olds in groups:
             if should_stop is not None and should_stop():
                 report.cancelled = True
                 break
-            olds = groups[key]
             y_new = respond(olds[0].instance)
-            for old in olds:
-                buffered.append({"instance": old.instance, "model_response": y_new,
-                                 "user_response": old.user_response, "source": old.source,
-                                 "strategy": strategy, "fingerprint": fingerprint})
-                report.changed += int(normalise_response(y_new)
-                                      != normalise_response(old.model_response))
+            buffered.extend(rebased_ratings(olds, y_new, fingerprint, strategy))
+            report.changed += sum(normalise_response(y_new) != normalise_response(o.model_response)
+                                  for o in olds)
             done += 1
             report.instances = done
             if done % batch == 0:
                 flush()
             if progress:
-                progress(done, len(keys))
+                progress(done, len(groups))
     finally:   # answers already given are kept even when the model fails or is cancelled
         flush()
     report.remaining = len(pending(bank, profile, fingerprint))

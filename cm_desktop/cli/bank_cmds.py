@@ -281,7 +281,7 @@ def cmd_bank_show(args) -> int:
 
     with open_bank(args) as bank:
         for line in model_lines(bank, args.profile, settings_fingerprint(Settings.load())):
-            print(line)
+            print(inert(line))
     return 0
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 from cm_desktop.cli import CLIError, format_table
+from cm_desktop.cli.terminal_text import inert
 
 
 def _library():
@@ -81,15 +82,16 @@ def cmd_pull(args) -> int:
     lib = _library()
     m = pull(args.repo_id, args.filename, revision=args.revision, library=lib,
              progress=_TerminalBar())
-    print(f"{m.name}: {_gb(m.size_bytes)}, {m.architecture} {m.quantization}, sha256 verified; "
-          f"use it with: cm models use {m.name}")
+    print(inert(f"{m.name}: {_gb(m.size_bytes)}, {m.architecture} {m.quantization}, sha256 verified; "
+          f"use it with: cm models use {m.name}"))
     _warn_if_too_big(m)
     return 0
 
 
 def cmd_add(args) -> int:
     m = _library().add(args.path)
-    print(f"added {m.name} ({m.path}, {m.architecture} {m.quantization}); the file stays where it is")
+    print(inert(f"added {m.name} ({m.path}, {m.architecture} {m.quantization}); the file stays "
+                "where it is"))
     _warn_if_too_big(m)
     return 0
 
@@ -101,12 +103,12 @@ def cmd_rm(args) -> int:
     if m.source != "embedded" and not args.yes:
         if not sys.stdin.isatty():
             raise CLIError(f"removing {m.name} would {what}; add --yes to confirm")
-        answer = input(f"remove {m.name} ({m.path}): {what}? [y/N] ")
+        answer = input(inert(f"remove {m.name} ({m.path}): {what}? [y/N] "))
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing removed")
             return 1
     lib.remove(args.name)
-    print(f"removed {m.name}" + (" (file deleted)" if m.source == "downloaded" else ""))
+    print(inert(f"removed {m.name}" + (" (file deleted)" if m.source == "downloaded" else "")))
     return 0
 
 
@@ -115,7 +117,7 @@ def _warn_if_too_big(m) -> None:
 
     warning = fit_warning(m.memory_bytes, available_memory())
     if warning:
-        print(f"cm: warning: {m.name}: {warning}", file=sys.stderr)
+        print(inert(f"cm: warning: {m.name}: {warning}"), file=sys.stderr)
 
 
 def cmd_use(args) -> int:
@@ -128,8 +130,9 @@ def cmd_use(args) -> int:
     settings.backend_kind = "llama_cpp"
     settings.model_path = "" if m.source == "embedded" else m.path
     settings.save()
-    print(f"the app and `cm` now use {m.name} (llama.cpp); ratings made from now on carry its "
-          "fingerprint: `cm bank rebase --profile P` asks it again about your rated queries")
+    print(inert(f"the app and `cm` now use {m.name} (llama.cpp); ratings made from now on carry "
+                "its fingerprint: `cm bank rebase --profile P` asks it again about your rated "
+                "queries"))
     _warn_if_too_big(m)
     return 0
 
@@ -163,7 +166,7 @@ def warn_before_loading(path: str | None) -> None:
     except ModelFileError:
         return                      # the backend's own load gives the clear error
     if warning:
-        print(f"cm: warning: {p.name}: {warning}", file=sys.stderr)
+        print(inert(f"cm: warning: {p.name}: {warning}"), file=sys.stderr)
 
 
 def resolve_model_option(value: str | None) -> str | None:

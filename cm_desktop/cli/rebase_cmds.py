@@ -12,6 +12,7 @@ import sys
 import threading
 
 from cm_desktop.cli import open_bank
+from cm_desktop.cli.terminal_text import inert
 
 
 def model_lines(bank, profile: str, fingerprint: str | None) -> list[str]:
@@ -90,9 +91,9 @@ def cmd_bank_rebase(args) -> int:
                             should_stop=stop.event.is_set, progress=Progress("rebase"))
     finally:
         backend.close()
-    print(f"profile {args.profile}: asked {report.instances} queries, added {report.added} "
-          f"ratings with {fingerprint} ({report.changed} with a different model response); "
-          "the old ratings are kept as another model's")
+    print(inert(f"profile {args.profile}: asked {report.instances} queries, added {report.added} "
+                f"ratings with {fingerprint} ({report.changed} with a different model response); "
+                "the old ratings are kept as another model's"))
     if report.without_instance:
         print(f"{report.without_instance} ratings have no query (a paper file) and cannot be "
               "rebased")

@@ -22,6 +22,7 @@ from cm_desktop.ui.bank_table import (COL_AGREES, COL_COUNT, COL_MODEL, COL_SHAR
 from cm_desktop.ui.guidance_editor import GuidanceEditor
 from cm_desktop.ui.heatmap import TransitionHeatmap
 from cm_desktop.ui.ops import BankQuery, BankWrite
+from cm_desktop.ui.bank_models_row import BankModelsRow
 from cm_desktop.ui.plain import plain_label
 
 
@@ -130,6 +131,9 @@ class BankView(QWidget):
             grid.addWidget(value, i // 2, 2 * (i % 2) + 1)
         grid.addWidget(_plain("Agreement with me (held out)"), 2, 0)
         grid.addWidget(self.agreement_label, 2, 1, 1, 3)
+        self.models_row = BankModelsRow(self.ctx)
+        grid.addWidget(_plain("Ratings by model"), 3, 0)
+        grid.addWidget(self.models_row, 3, 1, 1, 3)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
 
@@ -258,6 +262,7 @@ class BankView(QWidget):
             self._show(None)
             return
         self.title.setText(f"Bank of profile “{profile}” (loading…)")
+        self.models_row.refresh()
         self._load_op = (BankQuery(self, lambda job: load_snapshot(job.bank, profile, job.cancel))
                          .supersedes((id(self), "snapshot"))
                          .with_progress("Reading the bank")
@@ -277,8 +282,10 @@ class BankView(QWidget):
         self.agreement_label.setText("computing…")
         profile = snap.profile
         # The stats row shows that it is computing; no progress indicator is needed.
-        self._agreement_op = (BankQuery(self, lambda job: leave_one_out_agreement(job.bank, profile,
-                                                                                  cancel=job.cancel))
+        # only the current model's ratings: another model's y' say nothing about this one
+        fingerprint = self.ctx.inference.fingerprint
+        self._agreement_op = (BankQuery(self, lambda job: leave_one_out_agreement(
+                                  job.bank, profile, cancel=job.cancel, fingerprint=fingerprint))
                               .supersedes((id(self), "agreement"))
                               .labelled("Agreement with me")
                               .success(self._agreement_done)

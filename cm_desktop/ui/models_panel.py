@@ -75,10 +75,11 @@ class ModelsPanel(QGroupBox):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
-        for col in range(1, len(COLUMNS)):
+        for col in range(len(COLUMNS)):    # whole names first; the last column takes the rest
             self.table.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeToContents)
-        self.table.setMinimumHeight(120)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMinimumHeight(90)
+        self.table.setMaximumHeight(170)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         box.addWidget(self.table)
         self.memory_label = plain_label("")

@@ -95,7 +95,11 @@ def test_create_import_export_paper_gives_back_the_mapping(capsys, bank_file,
     original = json.loads(BANKING_PAPER.read_text(encoding="utf-8"))
     assert _normalised(json.loads(exported.read_text(encoding="utf-8"))) == _normalised(original)
     code, out, _ = run_main(capsys, *b, "bank", "show", "--profile", "banking77", "--top", "3")
-    assert code == 0 and "MODEL RESPONSE" in out and len(out.strip().splitlines()) == 1 + 2 + 3
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[1].startswith("MODEL RESPONSE") and len(lines) > 1 + 2 + 3
+    # after the table: whose model responses these are (a paper file: no queries to rebase)
+    assert lines[1 + 2 + 3].startswith("ratings by model: 0 with the current model")
+    assert "247 have no query (a paper file): they cannot be rebased" in out
 
 
 def test_import_dry_run_merge_and_undo(capsys, bank_file, responses_file, tmp_path):

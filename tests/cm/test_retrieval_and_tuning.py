@@ -132,8 +132,8 @@ def test_tuning_on_a_sample_in_chunks_matches_the_full_leave_one_out(rated_bank,
     chunked = ev.tune_params(index, ev.counts_matrix(index))
     assert chunked.loo_accuracy == full.loo_accuracy and chunked.params == full.params
     monkeypatch.setattr(ev, "MAX_HELD_OUT", 4)           # a big bank: a fixed sample is held out
-    rows = ev._loo_rows(len(index))
-    assert len(rows) == 4 and len(set(rows)) == 4 and (rows == ev._loo_rows(len(index))).all()
+    rows = ev._loo_rows(index)
+    assert len(rows) == 4 and len(set(rows)) == 4 and (rows == ev._loo_rows(index)).all()
     sampled = ev.tune_params(index, ev.counts_matrix(index))
     assert 0.0 <= sampled.loo_accuracy <= 1.0
 

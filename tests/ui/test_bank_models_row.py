@@ -1,0 +1,44 @@
+"""The Bank view's ratings-by-model row and its Rebase button, in the real window on the real
+embedded Gemma: another model's ratings are counted as such, Rebase asks the current model about
+each of their queries in the background, and afterwards every rating's (x, y) has a current-model
+rating beside it while the old ones stay."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+OTHER = "llama_cpp:another-model.gguf:123:0123456789ab"
+
+pytestmark = pytest.mark.slow
+
+
+def test_ratings_by_model_and_rebase_from_the_bank_view(app_window, qtbot, llama_backend):
+    # four responses keep each model pass short on a busy machine
+    responses = ["card arrival", "refund request", "lost or stolen card", "exchange rate"]
+    ctx, window = app_window(profile="Test", responses=responses)
+    rated = [("where is my new card", responses[0]), ("card has not arrived", responses[0]),
+             ("I want a refund", responses[1])]
+    for x, y in rated:
+        ctx.bank.add_rating("Test", x, responses[2], y, fingerprint=OTHER)
+    ctx.inference.use_backend(llama_backend)
+    qtbot.waitUntil(lambda: ctx.inference.fingerprint == llama_backend.fingerprint, timeout=60000)
+    window.tabs.setCurrentWidget(window.bank_view)
+    row = window.bank_view.models_row
+    row.refresh()
+    qtbot.waitUntil(lambda: "3 can be rebased" in row.label.text(), timeout=60000)
+    assert row.label.text().startswith("0 with the current model · 3 with other models")
+    assert row.rebase_button.isEnabled()
+
+    row.rebase_button.click()
+    assert row.progress_bar.isVisible() and not row.rebase_button.isEnabled()
+    qtbot.waitUntil(lambda: row.rebase_op is None and row.label.text().startswith("3 with the"),
+                    timeout=900000)   # the first model pass loads the embedder; at load 20
+                                      # on 2 cores that alone took minutes
+    ratings = ctx.bank.ratings("Test")
+    old = [r for r in ratings if r.fingerprint == OTHER]
+    new = [r for r in ratings if r.fingerprint == llama_backend.fingerprint]
+    assert len(old) == 3 and len(new) == 3
+    assert Counter((r.instance, r.user_response) for r in new) == Counter(rated)
+    assert not row.rebase_button.isEnabled()          # nothing left to rebase
