@@ -70,7 +70,13 @@ class BankModelsRow(QWidget):
             self.rebase_button.setEnabled(fingerprint is not None and c.to_rebase > 0
                                           and self.rebase_op is None)
 
-        return BankQuery(self, count).supersedes((id(self), "by model")).success(shown).run()
+        def unknown(_exc):   # e.g. the profile just went away: the view's title says so
+            self.counts = None
+            set_plain(self.label, "—")
+            self.rebase_button.setEnabled(False)
+
+        return BankQuery(self, count).supersedes((id(self), "by model")).success(shown) \
+            .failure(unknown).run()
 
     def start_rebase(self):
         """Find what is left to rebase, then ask the model a few instances at a time: one
