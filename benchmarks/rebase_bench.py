@@ -103,7 +103,10 @@ def main() -> int:
     ensure_profile(bank, "other", labels)
     est = CMEngine(other, bank, "other", variant="none", embedder=embedder, tune=False)
     other_ratings = []
-    for rec in sample:
+    for i, rec in enumerate(sample):
+        if i % 10 == 0:
+            print(f"estimate {i}/{len(sample)} {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+                  flush=True)
         y_other = est.propose(rec["input"]).model_response
         other_ratings.append({"instance": rec["input"], "model_response": y_other,
                               "user_response": rec["label"], "source": "estimated",
@@ -120,7 +123,9 @@ def main() -> int:
     asker = CMEngine(current, bank, "rebased", variant="none", embedder=embedder, tune=False)
     t0 = time.perf_counter()
     report = rebase(bank, "rebased", current.fingerprint,
-                    lambda x: asker.responses[asker.model_pass(x).model_index], strategy="vanilla")
+                    lambda x: asker.responses[asker.model_pass(x).model_index], strategy="vanilla",
+                    progress=lambda d, n: print(f"rebase {d}/{n}", file=sys.stderr, flush=True)
+                    if d % 10 == 0 else None)
     rebase_s = time.perf_counter() - t0
     bank.add_ratings("own", [{k: getattr(r, k) for k in ("instance", "model_response",
                                                          "user_response", "source", "strategy",
@@ -143,7 +148,7 @@ def main() -> int:
             for v in variants:
                 preds[(name, v)].append(e.apply_memory(outcome, v, shared=shared).chosen)
             knn[name].append(e.nearest_response(q["input"])[0] or "")
-        if (i + 1) % 20 == 0:
+        if (i + 1) % 10 == 0:
             print(f"{i + 1}/{len(held)} queries, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     eval_s = time.perf_counter() - t0
 
