@@ -16,7 +16,8 @@ from cm_desktop.cli import CLIError
 from cm_desktop.cli.terminal_text import inert
 
 SUBCOMMAND_MODULES = ["cm_desktop.cli.bank_cmds", "cm_desktop.cli.engine_cmds",
-                      "cm_desktop.cli.chat_cmds", "cm_desktop.cli.models_cmds"]
+                      "cm_desktop.cli.chat_cmds", "cm_desktop.cli.models_cmds",
+                      "cm_desktop.cli.curve_cmds"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

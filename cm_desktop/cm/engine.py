@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cm_desktop.cancel import check
-from cm_desktop.cm import VARIANTS
+from cm_desktop.cm import VARIANTS, coverage
 from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm import strategies as st
 from cm_desktop.cm.retrieval import Embedder, Neighbour, RatingIndex, default_embedder
@@ -308,29 +308,16 @@ class CMEngine:
         return self.responses[self.index.user_idx[nb.index]], nb.similarity
 
     def coverage_need(self, x_or_trace) -> float:
-        """0..1, higher = the bank knows less here (for the Rate view's ordering).
-
-        The mean of: y' never seen in the bank (trace only), conflict among C(y') entries,
-        disagreement among the nearest rated instances, and distance to the nearest one.
-        A plain string costs no model pass (the y' part is skipped).
-        """
-        parts: list[float] = []
+        """0..1, higher = the bank knows less here (for the Rate view's ordering); the rule is
+        `coverage.coverage_need`. A plain string costs no model pass (the y' part is skipped)."""
         if isinstance(x_or_trace, Trace):
             text = x_or_trace.query
-            cands = x_or_trace.candidates
-            if not cands:
-                parts.append(1.0)
-            else:
-                total = sum(n for _, n in cands)
-                parts.extend([0.0, 1.0 - max(n for _, n in cands) / total])
+            cands: list[int] | None = [n for _, n in x_or_trace.candidates]
         else:
-            text = str(x_or_trace)
+            text, cands = str(x_or_trace), None
         if len(self.index) == 0:
-            parts.extend([1.0, 1.0])
-        else:
-            nbs = self.index.nearest(self.query_vector(text), self.params.k)
-            w = mz.kernel_weights(np.array([nb.similarity for nb in nbs]), self.params.tau)
-            v = mz.instance_vote(self.index.user_idx[[nb.index for nb in nbs]], w, len(self.responses))
-            parts.append(1.0 - float(v.max()))
-            parts.append(float(np.clip(1.0 - nbs[0].similarity, 0.0, 1.0)))
-        return float(np.mean(parts))
+            return coverage.coverage_need(cands, None, None)
+        nbs = self.index.nearest(self.query_vector(text), self.params.k)
+        w = mz.kernel_weights(np.array([nb.similarity for nb in nbs]), self.params.tau)
+        v = mz.instance_vote(self.index.user_idx[[nb.index for nb in nbs]], w, len(self.responses))
+        return coverage.coverage_need(cands, v, nbs[0].similarity)

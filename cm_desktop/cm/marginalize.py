@@ -179,3 +179,87 @@ def majority_vote(choices: Sequence[int], distributions: Sequence[np.ndarray]) -
         votes[c] += 1
     summed = np.sum(np.asarray(distributions, dtype=np.float64), axis=0)
     return argmax_with_ties(votes, summed)
+
+
+# ---- evidence-weighted CM -----------------------------------------------------------------------
+# The instance rule above normalises its kernel weights over the k nearest ratings, so one rated
+# query at cosine 0.23 outvotes the model as firmly as one at 0.94 when it is the only neighbour.
+# Here the weights are absolute: a rating at cosine s is worth exp(-(1 - s) / tau) of a rating of
+# this very query, and the model's corrected distribution is worth `strength` such ratings. Where
+# the bank holds little near this x the model decides; where it holds much, the bank does.
+
+
+@dataclass(frozen=True)
+class EvidenceParams:
+    """strength: how many exact-match ratings the model's (corrected) distribution is worth.
+    tau: how fast a rating's worth falls with distance. k: nearest ratings looked at.
+    beta: weight of the neighbours' own (y', y) pairs in the transition (as in the instance rule).
+    alpha: Dirichlet prior toward the identity in the transition.
+    prior: share of the model distribution replaced by the similarity of x to each response's own
+    text (a prior for responses nobody has rated yet; 0 = off)."""
+
+    strength: float = 0.3
+    tau: float = 0.1
+    k: int = 20
+    beta: float = 0.0
+    alpha: float = 1.0
+    prior: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def response_prior(query_vecs: np.ndarray, response_vecs: np.ndarray, tau: float = 0.05) -> np.ndarray:
+    """r(y|x) = softmax over R of cos(x, text of y) / tau; (n, |R|)."""
+    s = np.asarray(query_vecs, dtype=np.float64) @ np.asarray(response_vecs, dtype=np.float64).T
+    s = (s - s.max(axis=1, keepdims=True)) / tau
+    e = np.exp(s)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def evidence_posteriors(p: np.ndarray, counts: np.ndarray, nb_model: np.ndarray,
+                        nb_user: np.ndarray, nb_sims: np.ndarray, params: EvidenceParams,
+                        prior: np.ndarray | None = None, held_out: tuple | None = None) -> np.ndarray:
+    """Evidence-weighted CM for n queries at once; (n, |R|) scores (argmax = the answer).
+
+    p: (n, |R|) the model's distributions; nb_*: (n, k') the nearest ratings' y', y and cosines,
+    best first (k' >= params.k, or fewer with a small bank); prior: (n, |R|) response_prior rows.
+    held_out: (model_idx, user_idx) per row when each query is itself a rating to leave out of
+    `counts` (the bank's leave-one-out).
+
+    m = p @ T_x, T_x(y|y') proportional to n(y', y) + beta sum_i w_i [y'_i = y'][y_i = y]
+    + alpha [y = y'] (w_i normalised over the neighbours), then
+    q(y|x) proportional to strength * ((1 - prior) m + prior r) + sum_i exp(-(1 - s_i)/tau) [y_i = y].
+    """
+    p = np.asarray(p, dtype=np.float64)
+    n, r = p.shape
+    c = np.asarray(counts, dtype=np.float64)
+    k = min(params.k, nb_user.shape[1]) if nb_user.ndim == 2 else 0
+    rows = np.repeat(np.arange(n), k)
+    add_rs = np.zeros((n, r))
+    if k:
+        sims = nb_sims[:, :k]
+        w = np.exp((sims - sims[:, :1]) / max(params.tau, 1e-6))
+        w = params.beta * w / w.sum(axis=1, keepdims=True)
+        np.add.at(add_rs, (rows, nb_model[:, :k].ravel()), w.ravel())
+    if held_out is not None:
+        hm, hu = held_out
+        np.add.at(add_rs, (np.arange(n), hm), -1.0)
+    rs = c.sum(axis=1)[None, :] + params.alpha + add_rs
+    empty = rs <= 1e-12
+    scale = np.where(empty, 0.0, p / np.where(empty, 1.0, rs))
+    m = scale @ (c + params.alpha * np.eye(r)) + np.where(empty, p, 0.0)
+    if k:
+        contrib = scale[rows, nb_model[:, :k].ravel()] * w.ravel()
+        np.add.at(m, (rows, nb_user[:, :k].ravel()), contrib)
+    if held_out is not None:
+        np.add.at(m, (np.arange(n), hu), -scale[np.arange(n), hm])
+    m = np.clip(m, 0.0, None)
+    m /= np.maximum(m.sum(axis=1, keepdims=True), 1e-300)
+    if prior is not None and params.prior > 0:
+        m = (1.0 - params.prior) * m + params.prior * prior
+    q = params.strength * m
+    if k:
+        kappa = np.exp(-(1.0 - nb_sims[:, :k]) / max(params.tau, 1e-6))
+        np.add.at(q, (rows, nb_user[:, :k].ravel()), kappa.ravel())
+    return q

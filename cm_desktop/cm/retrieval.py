@@ -153,6 +153,21 @@ class RatingIndex:
                                  for r in self.ratings], dtype=bool)
         self.embeddings = self._load_embeddings(bank, profile)
 
+    @classmethod
+    def from_arrays(cls, responses: Sequence[str], instances: Sequence[str], model_idx: np.ndarray,
+                    user_idx: np.ndarray, embeddings: np.ndarray, embedder: Embedder) -> "RatingIndex":
+        """An index over ratings held in memory (a simulated bank): no bank, nothing stored."""
+        index = cls.__new__(cls)
+        index.embedder = embedder
+        index.responses = list(responses)
+        index.ratings = []
+        index.instances = list(instances)
+        index.model_idx = np.asarray(model_idx, dtype=int)
+        index.user_idx = np.asarray(user_idx, dtype=int)
+        index.embeddings = (_normalise_rows(embeddings) if len(index.instances)
+                            else np.zeros((0, 1), dtype=np.float32))
+        return index
+
     def _load_embeddings(self, bank, profile: str) -> np.ndarray:
         if not self.ratings:
             return np.zeros((0, 1), dtype=np.float32)
@@ -168,7 +183,7 @@ class RatingIndex:
         return _normalise_rows(np.vstack(rows))
 
     def __len__(self) -> int:
-        return len(self.ratings)
+        return len(self.instances)
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.embedder.encode([text])[0]

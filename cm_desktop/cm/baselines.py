@@ -1,0 +1,48 @@
+"""The baselines CM is measured against, on the same sentence embeddings as its retrieval.
+
+- nearest neighbour: the user response of the most similar rated instance;
+- logistic regression on the embeddings (the standard few-shot protocol for sentence encoders):
+  multinomial, L2, `C` fixed in advance (not tuned on test data), trained on the bank's (x, y).
+
+scikit-learn is imported inside `logreg_predict`, so the app does not pay for it at start-up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LOGREG_C = 10.0   # inverse L2 strength; unit-length MiniLM vectors need a weak penalty (C=1 underfits)
+
+
+def nearest_neighbour_predict(bank_vecs: np.ndarray, bank_labels: np.ndarray,
+                              query_vecs: np.ndarray) -> np.ndarray:
+    """Label of the most similar bank row for each query (rows L2-normalised: dot = cosine)."""
+    if len(bank_vecs) == 0:
+        raise ValueError("nearest neighbour needs at least one rated instance")
+    sims = np.asarray(query_vecs, dtype=np.float32) @ np.asarray(bank_vecs, dtype=np.float32).T
+    return np.asarray(bank_labels)[sims.argmax(axis=1)]
+
+
+def logreg_proba(bank_vecs: np.ndarray, bank_labels: np.ndarray, query_vecs: np.ndarray,
+                 n_classes: int, c: float = LOGREG_C) -> np.ndarray:
+    """(n_queries, n_classes) class probabilities; classes never rated get 0.
+
+    One class in the bank: it gets probability 1 (nothing to separate).
+    """
+    labels = np.asarray(bank_labels, dtype=int)
+    out = np.zeros((len(query_vecs), n_classes), dtype=np.float64)
+    classes = np.unique(labels)
+    if len(classes) == 1:
+        out[:, classes[0]] = 1.0
+        return out
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=c, max_iter=2000)
+    clf.fit(np.asarray(bank_vecs, dtype=np.float64), labels)
+    out[:, clf.classes_] = clf.predict_proba(np.asarray(query_vecs, dtype=np.float64))
+    return out
+
+
+def logreg_predict(bank_vecs, bank_labels, query_vecs, n_classes: int,
+                   c: float = LOGREG_C) -> np.ndarray:
+    return logreg_proba(bank_vecs, bank_labels, query_vecs, n_classes, c).argmax(axis=1)
