@@ -254,7 +254,7 @@ def evaluate(engine, queries: Sequence[dict], strategies: Iterable[str], *,
              variants: Sequence[str] = ("none", "paper", "marginal", "instance"),
              progress: Callable[[int, int], None] | None = None, cancel=None,
              checkpoint: Callable[[list[dict], int], None] | None = None,
-             checkpoint_every: int = 25) -> list[dict]:
+             checkpoint_every: int = 25, logreg: bool = True) -> list[dict]:
     """Rows {"strategy", "memory", "accuracy", "macro_f1", "passes_per_query", "seconds_per_query"}.
 
     Per query, the strategies share a prompt cache (vanilla's prompt scored once serves vanilla,
@@ -270,11 +270,28 @@ def evaluate(engine, queries: Sequence[dict], strategies: Iterable[str], *,
     engine.warm_up(cancel)      # calibration and the embedder load once, outside the timings
     acc: dict[tuple[str, str], _Acc] = {(s, v): _Acc() for s in strategies for v in variants}
     acc[("knn", "none")] = _Acc()
+    # The paper rule's re-choice prompt lists only C(y'): a different prefix, so scoring it right
+    # after a query would evict the shared fixed part from the backend's KV cache and the next
+    # query would pay for its whole prompt again. Re-choices are run in batches instead.
+    pending: list[tuple] = []
+
+    def flush() -> None:
+        for s, v, outcome, shared in pending:
+            trace = engine.apply_memory(outcome, v, cancel, shared=shared)
+            a = acc[(s, v)]
+            a.preds.append(trace.chosen)
+            a.passes += trace.passes
+            a.seconds += trace.seconds
+        pending.clear()
+
     for i, q in enumerate(queries):
         shared: dict = {}
         for s in strategies:
             outcome = engine.model_pass(q["input"], cancel, strategy=s, shared=shared)
             for v in variants:
+                if v == "paper":
+                    pending.append((s, v, outcome, shared))
+                    continue
                 trace = engine.apply_memory(outcome, v, cancel, shared=shared)
                 a = acc[(s, v)]
                 a.preds.append(trace.chosen)
@@ -287,9 +304,31 @@ def evaluate(engine, queries: Sequence[dict], strategies: Iterable[str], *,
         a.seconds += time.perf_counter() - t0
         if progress:
             progress(i + 1, len(queries))
+        if (i + 1) % checkpoint_every == 0 or i + 1 == len(queries):
+            flush()
         if checkpoint and (i + 1) % checkpoint_every == 0 and i + 1 < len(queries):
             checkpoint(_rows(acc, gold[:i + 1]), i + 1)    # a long run stopped early keeps its rows
+    if logreg:
+        acc[("logreg", "none")] = _logreg_baseline(engine, queries)
     return _rows(acc, gold)
+
+
+def _logreg_baseline(engine, queries: Sequence[dict]) -> _Acc:
+    """Logistic regression on the bank's embeddings (the reviewer's baseline next to 1-NN); its
+    seconds are the training and the queries' embeddings, spread over the queries."""
+    from cm_desktop.cm.baselines import logreg_predict
+
+    a = _Acc()
+    t0 = time.perf_counter()
+    index = engine.index
+    if len(index) == 0:
+        a.preds = ["" for _ in queries]
+        return a
+    vecs = index.embedder.encode([q["input"] for q in queries])
+    pred = logreg_predict(index.embeddings, index.user_idx, vecs, len(engine.responses))
+    a.preds = [engine.responses[i] for i in pred]
+    a.seconds = time.perf_counter() - t0
+    return a
 
 
 def _rows(acc: dict, gold: Sequence[str]) -> list[dict]:
