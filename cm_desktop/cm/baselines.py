@@ -46,3 +46,19 @@ def logreg_proba(bank_vecs: np.ndarray, bank_labels: np.ndarray, query_vecs: np.
 def logreg_predict(bank_vecs, bank_labels, query_vecs, n_classes: int,
                    c: float = LOGREG_C) -> np.ndarray:
     return logreg_proba(bank_vecs, bank_labels, query_vecs, n_classes, c).argmax(axis=1)
+
+
+def logreg_out_of_fold(vecs: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5,
+                       seed: int = 0, c: float = LOGREG_C) -> np.ndarray:
+    """Each rated instance's class probabilities from a classifier trained without it (k-fold
+    cross-fitting): what the bank's classifier would have said had the rating been held out."""
+    n = len(labels)
+    out = np.zeros((n, n_classes), dtype=np.float64)
+    if n < 2:
+        return out
+    folds = min(folds, n)
+    fold_of = np.random.default_rng(seed).permutation(n) % folds
+    for f in range(folds):
+        held = fold_of == f
+        out[held] = logreg_proba(vecs[~held], labels[~held], vecs[held], n_classes, c)
+    return out

@@ -173,14 +173,19 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
                                                         nb_s[j], params)))
                     for j in range(len(data.test_users))])
             else:
+                from cm_desktop.cm.baselines import logreg_out_of_fold, logreg_proba
+
                 prior_bank = prior_test = None
                 if data.e_responses is not None:
                     prior_bank = mz.response_prior(e_bank, data.e_responses)
                     prior_test = mz.response_prior(data.e_test, data.e_responses)
-                params = tune_evidence(index, counts, data.p_pool[bank], prior_bank).params
+                est_bank = logreg_out_of_fold(e_bank, bu, r) if len(bank) >= 5 else None
+                params = tune_evidence(index, counts, data.p_pool[bank], prior_bank,
+                                       est_bank).params
+                est_test = logreg_proba(e_bank, bu, data.e_test, r) if params.bank_weight else None
                 nb, nb_s = _nearest(sims, params.k)
                 q = mz.evidence_posteriors(data.p_test, counts, bm[nb], bu[nb], nb_s, params,
-                                           prior_test)
+                                           prior_test, bank_estimate=est_test)
                 preds[method] = q.argmax(axis=1)
             tuned[method] = params.to_dict()
         else:

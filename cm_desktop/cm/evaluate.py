@@ -137,9 +137,10 @@ def tune_params(index: RatingIndex, counts: np.ndarray, grid: dict | None = None
 EVIDENCE_GRID = {
     "strength": (3.0, 1.0, 0.3, 0.1, 0.03, 0.01),
     "tau": (0.05, 0.1, 0.2),
-    "k": (10, 40),
+    "k": (10,),
     "beta": (0.0, 5.0),
     "prior": (0.0, 0.3, 0.6),
+    "bank_weight": (0.0, 0.1, 0.3, 1.0),
 }
 
 
@@ -151,13 +152,14 @@ class EvidenceTuneResult:
 
 
 def tune_evidence(index: RatingIndex, counts: np.ndarray, p_bank: np.ndarray | None = None,
-                  prior_bank: np.ndarray | None = None, grid: dict | None = None,
-                  cancel=None) -> EvidenceTuneResult:
+                  prior_bank: np.ndarray | None = None, estimate_bank: np.ndarray | None = None,
+                  grid: dict | None = None, cancel=None) -> EvidenceTuneResult:
     """The evidence rule's parameters by leave-one-out over the ratings (test data never seen).
 
     p_bank: the model's distribution for each rated instance where it is known; else one-hot y'
     (what the bank stores). prior_bank: response_prior rows for the rated instances (None: the
-    prior stays off).
+    prior stays off). estimate_bank: the bank classifier's b(y|x) for each rated instance from a
+    classifier that did not see it (cross-fitted; None: that term stays off).
     """
     grid = grid or EVIDENCE_GRID
     n, r = len(index), counts.shape[0]
@@ -165,25 +167,30 @@ def tune_evidence(index: RatingIndex, counts: np.ndarray, p_bank: np.ndarray | N
         return EvidenceTuneResult(mz.EvidenceParams(), 0.0, n)
     rows = _loo_rows(n)
     nb_idx, nb_sims = _loo_neighbours(index, max(grid["k"]), rows)
-    m, u = index.model_idx[rows], index.user_idx[rows]
+    m_idx, u = index.model_idx[rows], index.user_idx[rows]
     if p_bank is None:
         p = np.zeros((len(rows), r))
-        p[np.arange(len(rows)), m] = 1.0
+        p[np.arange(len(rows)), m_idx] = 1.0
     else:
         p = np.asarray(p_bank, dtype=np.float64)[rows]
     prior = None if prior_bank is None else np.asarray(prior_bank)[rows]
+    estimate = None if estimate_bank is None else np.asarray(estimate_bank)[rows]
     priors = grid["prior"] if prior is not None else (0.0,)
+    weights = grid["bank_weight"] if estimate is not None else (0.0,)
     nb_model, nb_user = index.model_idx[nb_idx], index.user_idx[nb_idx]
     best, best_acc = mz.EvidenceParams(), -1.0
-    for strength, tau, k, beta, pr in itertools.product(
-            grid["strength"], grid["tau"], grid["k"], grid["beta"], priors):
+    for tau, k, beta, pr in itertools.product(grid["tau"], grid["k"], grid["beta"], priors):
         check(cancel)
-        params = mz.EvidenceParams(strength=strength, tau=tau, k=k, beta=beta, prior=pr)
-        q = mz.evidence_posteriors(p, counts, nb_model, nb_user, nb_sims, params, prior,
-                                   held_out=(m, u))
-        acc = float(np.mean(q.argmax(axis=1) == u))
-        if acc > best_acc + 1e-12:
-            best, best_acc = params, acc
+        base = mz.EvidenceParams(tau=tau, k=k, beta=beta, prior=pr)
+        m = mz.evidence_model_part(p, counts, nb_model, nb_user, nb_sims, base, prior,
+                                   held_out=(m_idx, u))
+        for strength, bw in itertools.product(grid["strength"], weights):
+            params = mz.EvidenceParams(strength=strength, tau=tau, k=k, beta=beta, prior=pr,
+                                       bank_weight=bw)
+            q = mz.evidence_combine(m, nb_user, nb_sims, params, estimate)
+            acc = float(np.mean(q.argmax(axis=1) == u))
+            if acc > best_acc + 1e-12:
+                best, best_acc = params, acc
     return EvidenceTuneResult(best, best_acc, n)
 
 

@@ -187,6 +187,11 @@ def majority_vote(choices: Sequence[int], distributions: Sequence[np.ndarray]) -
 # Here the weights are absolute: a rating at cosine s is worth exp(-(1 - s) / tau) of a rating of
 # this very query, and the model's corrected distribution is worth `strength` such ratings. Where
 # the bank holds little near this x the model decides; where it holds much, the bank does.
+#
+# In CM's terms the transition itself depends on x: T_x(y|y') proportional to
+# strength * T(y|y') + sum_i kappa_i [y_i = y] + bank_weight * b(y|x), so that
+# sum_y' p(y'|x) T_x(y|y') is the rule below (b: the bank's own estimate of what the user means
+# at x, a linear classifier on the rated instances' embeddings, where one is given).
 
 
 @dataclass(frozen=True)
@@ -196,14 +201,16 @@ class EvidenceParams:
     beta: weight of the neighbours' own (y', y) pairs in the transition (as in the instance rule).
     alpha: Dirichlet prior toward the identity in the transition.
     prior: share of the model distribution replaced by the similarity of x to each response's own
-    text (a prior for responses nobody has rated yet; 0 = off)."""
+    text (a prior for responses nobody has rated yet; 0 = off).
+    bank_weight: how many ratings the bank's classifier estimate b(y|x) is worth (0 = off)."""
 
     strength: float = 0.3
     tau: float = 0.1
-    k: int = 20
+    k: int = 10
     beta: float = 0.0
     alpha: float = 1.0
     prior: float = 0.0
+    bank_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -217,27 +224,20 @@ def response_prior(query_vecs: np.ndarray, response_vecs: np.ndarray, tau: float
     return e / e.sum(axis=1, keepdims=True)
 
 
-def evidence_posteriors(p: np.ndarray, counts: np.ndarray, nb_model: np.ndarray,
+def evidence_model_part(p: np.ndarray, counts: np.ndarray, nb_model: np.ndarray,
                         nb_user: np.ndarray, nb_sims: np.ndarray, params: EvidenceParams,
                         prior: np.ndarray | None = None, held_out: tuple | None = None) -> np.ndarray:
-    """Evidence-weighted CM for n queries at once; (n, |R|) scores (argmax = the answer).
-
-    p: (n, |R|) the model's distributions; nb_*: (n, k') the nearest ratings' y', y and cosines,
-    best first (k' >= params.k, or fewer with a small bank); prior: (n, |R|) response_prior rows.
-    held_out: (model_idx, user_idx) per row when each query is itself a rating to leave out of
-    `counts` (the bank's leave-one-out).
-
-    m = p @ T_x, T_x(y|y') proportional to n(y', y) + beta sum_i w_i [y'_i = y'][y_i = y]
-    + alpha [y = y'] (w_i normalised over the neighbours), then
-    q(y|x) proportional to strength * ((1 - prior) m + prior r) + sum_i exp(-(1 - s_i)/tau) [y_i = y].
-    """
+    """m(y|x) = sum_y' p(y'|x) T_x(y|y') for n queries, (n, |R|), rows summing to 1;
+    T_x as in the instance rule (counts + beta-weighted neighbour pairs + alpha identity), then
+    mixed with the response-text prior. held_out: (model_idx, user_idx) per row when each query is
+    itself a rating to leave out of `counts` (the bank's leave-one-out)."""
     p = np.asarray(p, dtype=np.float64)
     n, r = p.shape
     c = np.asarray(counts, dtype=np.float64)
     k = min(params.k, nb_user.shape[1]) if nb_user.ndim == 2 else 0
     rows = np.repeat(np.arange(n), k)
     add_rs = np.zeros((n, r))
-    if k:
+    if k and params.beta:
         sims = nb_sims[:, :k]
         w = np.exp((sims - sims[:, :1]) / max(params.tau, 1e-6))
         w = params.beta * w / w.sum(axis=1, keepdims=True)
@@ -249,7 +249,7 @@ def evidence_posteriors(p: np.ndarray, counts: np.ndarray, nb_model: np.ndarray,
     empty = rs <= 1e-12
     scale = np.where(empty, 0.0, p / np.where(empty, 1.0, rs))
     m = scale @ (c + params.alpha * np.eye(r)) + np.where(empty, p, 0.0)
-    if k:
+    if k and params.beta:
         contrib = scale[rows, nb_model[:, :k].ravel()] * w.ravel()
         np.add.at(m, (rows, nb_user[:, :k].ravel()), contrib)
     if held_out is not None:
@@ -258,8 +258,32 @@ def evidence_posteriors(p: np.ndarray, counts: np.ndarray, nb_model: np.ndarray,
     m /= np.maximum(m.sum(axis=1, keepdims=True), 1e-300)
     if prior is not None and params.prior > 0:
         m = (1.0 - params.prior) * m + params.prior * prior
+    return m
+
+
+def evidence_combine(m: np.ndarray, nb_user: np.ndarray, nb_sims: np.ndarray,
+                     params: EvidenceParams, bank_estimate: np.ndarray | None = None) -> np.ndarray:
+    """q(y|x) proportional to strength * m + sum_i exp(-(1 - s_i)/tau) [y_i = y]
+    + bank_weight * b(y|x); (n, |R|) scores, argmax = the answer."""
+    n = len(m)
     q = params.strength * m
+    k = min(params.k, nb_user.shape[1]) if nb_user.ndim == 2 else 0
     if k:
         kappa = np.exp(-(1.0 - nb_sims[:, :k]) / max(params.tau, 1e-6))
-        np.add.at(q, (rows, nb_user[:, :k].ravel()), kappa.ravel())
+        np.add.at(q, (np.repeat(np.arange(n), k), nb_user[:, :k].ravel()), kappa.ravel())
+    if bank_estimate is not None and params.bank_weight > 0:
+        q = q + params.bank_weight * bank_estimate
     return q
+
+
+def evidence_posteriors(p: np.ndarray, counts: np.ndarray, nb_model: np.ndarray,
+                        nb_user: np.ndarray, nb_sims: np.ndarray, params: EvidenceParams,
+                        prior: np.ndarray | None = None, held_out: tuple | None = None,
+                        bank_estimate: np.ndarray | None = None) -> np.ndarray:
+    """Evidence-weighted CM for n queries at once; (n, |R|) scores (argmax = the answer).
+
+    p: (n, |R|) the model's distributions; nb_*: (n, k') the nearest ratings' y', y and cosines,
+    best first (k' >= params.k, or fewer with a small bank); prior: (n, |R|) response_prior rows;
+    bank_estimate: (n, |R|) the bank classifier's b(y|x)."""
+    m = evidence_model_part(p, counts, nb_model, nb_user, nb_sims, params, prior, held_out)
+    return evidence_combine(m, nb_user, nb_sims, params, bank_estimate)

@@ -2,9 +2,9 @@
 
 A learning curve asks the same question about the same queries at every bank size: what does the
 model say about x? Under a prompt that does not depend on the bank (vanilla) the answer does not
-change with the bank, so each query is scored once and the distributions are stored in an .npz
-keyed by everything that could change them: the query texts, the response set, the model's
-fingerprint, the strategy and the scoring rule. Every size, order and method then reads the cache;
+change with the bank, so each query is scored once and the distributions are stored in an .npz,
+one row per query text, in a file keyed by everything else that could change them: the response
+set and its candidate texts, the model's fingerprint, the strategy and the scoring rule. Every size, order and method then reads the cache;
 a curve costs one model pass per pool and test query, and an interrupted run resumes where it
 stopped (the file is rewritten every `save_every` queries).
 """
@@ -28,11 +28,15 @@ CACHE_VERSION = 1
 BANK_FREE_STRATEGIES = ("vanilla",)
 
 
-def cache_key(texts: Sequence[str], responses: Sequence[str], fingerprint: str, strategy: str,
+def cache_key(responses: Sequence[str], fingerprint: str, strategy: str,
               calibrate: bool, length_normalise: bool) -> str:
-    """A short hash of everything p(y'|x) depends on."""
+    """A short hash of everything p(y'|x) depends on besides x (the file holds rows per text, so
+    a larger or smaller --limit reuses what is there)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "texts": list(texts), "responses": list(responses),
+    from cm_desktop.cm.strategies import candidate_texts
+
+    h.update(json.dumps({"v": CACHE_VERSION, "responses": list(responses),
+                         "candidates": candidate_texts(responses),
                          "fingerprint": fingerprint, "strategy": strategy,
                          "calibrate": bool(calibrate), "length_normalise": bool(length_normalise)},
                         ensure_ascii=False).encode("utf-8"))
@@ -47,23 +51,26 @@ class PassResult:
     path: Path
 
 
-def _load(path: Path, n: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    p = np.zeros((n, r), dtype=np.float64)
-    seconds = np.zeros(n, dtype=np.float64)
-    done = np.zeros(n, dtype=bool)
-    if path.is_file():
-        try:
-            with np.load(path) as z:
-                if z["p"].shape == (n, r):
-                    p, seconds, done = z["p"].astype(np.float64), z["seconds"], z["done"]
-        except (OSError, ValueError, KeyError):
-            pass            # a torn or foreign file: recompute (the key already matched)
-    return p, seconds, done
+def _load(path: Path, r: int) -> dict[str, tuple[np.ndarray, float]]:
+    """text -> (p, seconds) from the file; empty when there is none or it is unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            texts, p, seconds = z["texts"], z["p"], z["seconds"]
+    except (OSError, ValueError, KeyError):
+        return {}           # a torn or foreign file: recompute (the key already matched)
+    if p.ndim != 2 or p.shape[1] != r or len(texts) != len(p):
+        return {}
+    return {str(t): (p[i].astype(np.float64), float(seconds[i])) for i, t in enumerate(texts)}
 
 
-def _save(path: Path, p: np.ndarray, seconds: np.ndarray, done: np.ndarray) -> None:
+def _save(path: Path, known: dict[str, tuple[np.ndarray, float]]) -> None:
+    texts = list(known)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, p=p.astype(np.float32), seconds=seconds, done=done)
+    np.savez_compressed(tmp, texts=np.array(texts, dtype=str),
+                        p=np.array([known[t][0] for t in texts], dtype=np.float64),
+                        seconds=np.array([known[t][1] for t in texts]))
     os.replace(tmp, path)           # readers see the old file or the new one, never half
 
 
@@ -81,28 +88,27 @@ def model_passes(engine, texts: Sequence[str], cache_dir: str | Path, label: str
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = getattr(engine.backend, "fingerprint", "") or ""
-    key = cache_key(texts, engine.responses, fingerprint, engine.strategy, engine.calibrate,
+    key = cache_key(engine.responses, fingerprint, engine.strategy, engine.calibrate,
                     engine.length_normalise)
     safe_label = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:60]
     path = cache_dir / f"{safe_label}-{key}.npz"
     n, r = len(texts), len(engine.responses)
-    p, seconds, done = _load(path, n, r)
-    todo = np.flatnonzero(~done)
-    if len(todo):
+    known = _load(path, r)
+    todo = [t for t in dict.fromkeys(texts) if t not in known]
+    if todo:
         engine.warm_up(cancel)
-    computed = 0
-    for j, i in enumerate(todo, 1):
+    done = n - len(todo)
+    for j, text in enumerate(todo, 1):
         check(cancel)
         t0 = time.perf_counter()
-        outcome = engine.model_pass(texts[i], cancel)
-        seconds[i] = time.perf_counter() - t0
-        p[i] = outcome.p
-        done[i] = True
-        computed += 1
+        outcome = engine.model_pass(text, cancel)
+        known[text] = (np.asarray(outcome.p, dtype=np.float64), time.perf_counter() - t0)
         if j % save_every == 0:
-            _save(path, p, seconds, done)
+            _save(path, known)
         if progress:
-            progress(int(done.sum()), n)
-    if computed or not path.is_file():
-        _save(path, p, seconds, done)
-    return PassResult(p, seconds, computed, path)
+            progress(done + j, n)
+    if todo or not path.is_file():
+        _save(path, known)
+    p = np.array([known[t][0] for t in texts], dtype=np.float64).reshape(n, r)
+    seconds = np.array([known[t][1] for t in texts], dtype=np.float64)
+    return PassResult(p, seconds, len(todo), path)

@@ -4,8 +4,11 @@ Layout, always: the fixed part (instruction + the full response list) first, the
 then the query and the answer cue. The fixed part is identical for every query of a profile, so
 the llama_cpp backend keeps its KV cache across queries; never put per-query text before it.
 
-Candidates are scored as continuations " " + response + "\n": the newline ends the answer, so
-"card arrival" and "card arrival delayed" get different likelihoods. The model's answer is
+Candidates are scored as continuations " " + response, and a response that is the beginning of
+another one ("card arrival" beside "card arrival delayed") gets an end marker "\n", so the two are
+disjoint events with different likelihoods. Only those need it: each scored token costs a row of
+logits over the whole vocabulary (262,144 for Gemma), so ending every candidate with "\n" would add
+|R| such rows to every model pass (on massive_scenario's 18 one-token scenarios it was the pass). The model's answer is
 always chosen by scoring the response set - free text is never parsed.
 """
 
@@ -17,12 +20,24 @@ STRATEGIES = ("vanilla", "cot", "fot", "consistent", "feedback")
 FOT_EXAMPLES = 3        # FoT shows the k nearest rated examples; CoT the single nearest
 
 
-def candidate_text(response: str) -> str:
-    return " " + response + "\n"
+def candidate_text(response: str, ends: bool = False) -> str:
+    return " " + response + ("\n" if ends else "")
 
 
 def candidate_texts(responses: Sequence[str]) -> list[str]:
-    return [candidate_text(r) for r in responses]
+    """The scored continuations; only a response that begins another one gets the end marker."""
+    ordered = sorted(set(responses))
+    prefixes = set()
+    # an extension sorts after its prefix, not always right after it ("card", "card arrival",
+    # "cards"): look at the later responses while they share the first letter
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            if not b.startswith(a[:1]):
+                break
+            if b.startswith(a):
+                prefixes.add(a)
+                break
+    return [candidate_text(r, r in prefixes) for r in responses]
 
 
 def fixed_part(responses: Sequence[str]) -> str:

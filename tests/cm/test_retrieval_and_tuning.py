@@ -119,8 +119,9 @@ def test_prompts_keep_the_fixed_part_first_and_candidates_end_the_answer():
     # the most similar example sits right before the query
     fot = prompts[1]
     assert fot.index("x2") < fot.index("x1") < fot.index("Message: q")
-    assert st.candidate_texts(["card arrival", "card arrival delayed"]) == \
-        [" card arrival\n", " card arrival delayed\n"]
+    # only a response that begins another one needs the end marker
+    assert st.candidate_texts(["card arrival delayed", "card", "card arrival", "cards", "alarm"]) == \
+        [" card arrival delayed", " card\n", " card arrival\n", " cards", " alarm"]
     # a multi-line query cannot break the layout
     assert "\n" not in st.vanilla_prompt(RESPONSES, "a\nb").split("Message: ")[1].split("\nCategory")[0]
 
