@@ -63,7 +63,7 @@ def cmd_curve(args) -> int:
     from bank_store import DiscrepancyBank
     from cm_desktop.cm import curve
     from cm_desktop.cm.engine import CMEngine
-    from cm_desktop.cm.evaluate import load_dataset
+    from cm_desktop.datasets import load_dataset
     from cm_desktop.cm.pass_cache import model_passes
     from cm_desktop.paths import data_dir
 
