@@ -142,12 +142,14 @@ def cmd_eval(args) -> int:
                 out = {"dataset": str(args.dataset), "profile": args.profile, "n": n, "rows": rows}
                 Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
 
+        timing: dict = {}
         rows = evaluate(engine, queries, strategies, progress=Progress("eval"),
-                        checkpoint=write_json)
+                        checkpoint=write_json, timing=timing)
     finally:
         backend.close()
     print(inert(f"{dataset.name}: profile {args.profile}, {len(queries)} held-out queries"))
     print(format_table(rows))
+    print(f"wall time per query, every row above together: {timing['wall_seconds_per_query']:.3f} s")
     write_json(rows, len(queries))
     return 0
 

@@ -19,12 +19,25 @@ STYLE = {
 }
 
 
+def _tick_sizes(sizes: list[int], min_ratio: float = 1.6) -> list[int]:
+    """The sizes to label on a log axis: each at least `min_ratio` times the last one labelled
+    (200, 250, 300 side by side would overprint), always the largest."""
+    ticks: list[int] = []
+    for s in sizes:
+        if not ticks or s >= ticks[-1] * min_ratio:
+            ticks.append(s)
+    if sizes and ticks[-1] != sizes[-1]:
+        ticks[-1] = sizes[-1]
+    return ticks
+
+
 def plot_curves(result: dict, out: str | Path, title: str | None = None) -> Path:
     """Write the PNG for a `cm curve` JSON result; returns its path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = result["rows"]
     orders = list(dict.fromkeys(r["order"] for r in rows))
@@ -41,9 +54,8 @@ def plot_curves(result: dict, out: str | Path, title: str | None = None) -> Path
             ax.plot([s for s, _ in pts], [a for _, a in pts], line, color=color, marker=marker,
                     markersize=5, linewidth=2 if method.startswith("cm-e") else 1.4, label=method)
         ax.set_xscale("log")
-        sizes = sorted({r["size"] for r in rows})
-        ax.set_xticks(sizes)
-        ax.set_xticklabels([str(s) for s in sizes])
+        ax.set_xticks(_tick_sizes(sorted({r["size"] for r in rows})))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.minorticks_off()
         ax.set_xlabel("ratings in the bank")
         ax.set_title(f"{order} order")

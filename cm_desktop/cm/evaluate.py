@@ -261,7 +261,8 @@ def evaluate(engine, queries: Sequence[dict], strategies: Iterable[str], *,
              variants: Sequence[str] = ("none", "paper", "marginal", "instance"),
              progress: Callable[[int, int], None] | None = None, cancel=None,
              checkpoint: Callable[[list[dict], int], None] | None = None,
-             checkpoint_every: int = 25, logreg: bool = True) -> list[dict]:
+             checkpoint_every: int = 25, logreg: bool = True,
+             timing: dict | None = None) -> list[dict]:
     """Rows {"strategy", "memory", "accuracy", "macro_f1", "passes_per_query", "seconds_per_query"}.
 
     Per query, the strategies share a prompt cache (vanilla's prompt scored once serves vanilla,
@@ -275,6 +276,7 @@ def evaluate(engine, queries: Sequence[dict], strategies: Iterable[str], *,
         raise ValueError(f"labels not in the profile's response set: {', '.join(bad[:10])}")
     gold = [q["label"] for q in queries]
     engine.warm_up(cancel)      # calibration and the embedder load once, outside the timings
+    loop_start = time.perf_counter()
     acc: dict[tuple[str, str], _Acc] = {(s, v): _Acc() for s in strategies for v in variants}
     acc[("knn", "none")] = _Acc()
     # The paper rule's re-choice prompt lists only C(y'): a different prefix, so scoring it right
@@ -317,6 +319,8 @@ def evaluate(engine, queries: Sequence[dict], strategies: Iterable[str], *,
             checkpoint(_rows(acc, gold[:i + 1]), i + 1)    # a long run stopped early keeps its rows
     if logreg:
         acc[("logreg", "none")] = _logreg_baseline(engine, queries)
+    if timing is not None:   # the whole loop: every strategy, variant and baseline, per query
+        timing["wall_seconds_per_query"] = (time.perf_counter() - loop_start) / max(len(queries), 1)
     return _rows(acc, gold)
 
 
