@@ -63,13 +63,15 @@ def test_estimate_resume_eval_json(tmp_path, dataset, capsys):
                "--strategies", "vanilla,consistent", "--limit", "3", "--seed", "1",
                "--json", str(out_json)) == 0
     printed = capsys.readouterr().out
-    assert "knn" in printed and "marginal" in printed
+    assert "knn" in printed and "logreg" in printed and "marginal" in printed
+    assert "wall time per query, every row above together:" in printed
     result = json.loads(out_json.read_text())
     assert set(result) == {"dataset", "profile", "n", "rows"}
     assert result["profile"] == "tiny" and result["n"] == 3
     pairs = {(r["strategy"], r["memory"]) for r in result["rows"]}
     assert pairs == {(s, m) for s in ("vanilla", "consistent")
-                     for m in ("none", "paper", "marginal", "instance")} | {("knn", "none")}
+                     for m in ("none", "paper", "marginal", "instance")} | {("knn", "none"),
+                                                                            ("logreg", "none")}
     for r in result["rows"]:
         assert set(r) == {"strategy", "memory", "accuracy", "macro_f1", "passes_per_query",
                           "seconds_per_query"}
@@ -80,6 +82,7 @@ def test_estimate_resume_eval_json(tmp_path, dataset, capsys):
     assert by[("consistent", "none")]["passes_per_query"] == 3.0
     assert by[("consistent", "paper")]["passes_per_query"] <= 4.0
     assert by[("knn", "none")]["passes_per_query"] == 0.0
+    assert by[("logreg", "none")]["passes_per_query"] == 0.0
     assert in_bank  # (eval excludes these; checked in tests/cm on held_out_queries)
 
 
