@@ -87,7 +87,7 @@ class ModelOutcome:
     passes: int
     seconds: float
     query_vec: np.ndarray | None
-    neighbours: list[Neighbour]
+    neighbours: list[Neighbour] | None   # None: not looked up yet (apply_memory does if needed)
 
 
 class CMEngine:
@@ -187,7 +187,9 @@ class CMEngine:
         if not isinstance(x, str) or not x.strip():
             raise ValueError("the query is empty: type a message to classify")
         t0 = time.perf_counter()
-        needs_vec = len(self.index) > 0
+        # Only the prompts that show rated examples need the query's embedding here; the
+        # instance rule looks its neighbours up in apply_memory, so vanilla alone costs one pass.
+        needs_vec = len(self.index) > 0 and strategy in ("cot", "fot", "consistent")
         qvec = self.query_vector(x) if needs_vec else None
         k = max(self.params.k, st.FOT_EXAMPLES)
         neighbours = self.index.nearest(qvec, k) if needs_vec else []
@@ -224,7 +226,7 @@ class CMEngine:
             p = run(st.feedback_prompt(self.responses, x, self.responses[int(np.argmax(first))]))
             choice = int(np.argmax(p))
         return ModelOutcome(x, strategy, p, choice, len(used), overhead + sum(used.values()),
-                            qvec, neighbours[:self.params.k])
+                            qvec, neighbours[:self.params.k] if needs_vec else None)
 
     # ---- the memory's part ------------------------------------------------------------------
     def apply_memory(self, outcome: ModelOutcome, variant: str, cancel=None,
@@ -232,6 +234,10 @@ class CMEngine:
         if variant not in VARIANTS:
             raise ValueError(f"unknown memory variant {variant!r}")
         t0 = time.perf_counter()
+        if outcome.neighbours is None and variant == "instance" and len(self.index):
+            outcome.query_vec = self.query_vector(outcome.query)      # once per outcome
+            outcome.neighbours = self.index.nearest(outcome.query_vec, self.params.k)
+        shown = outcome.neighbours or []
         y_model = self.responses[outcome.model_index]
         passes = outcome.passes
         candidates = self.candidate_set(y_model)
@@ -265,7 +271,7 @@ class CMEngine:
             final = mz.marginal_posterior(outcome.p, mz.marginal_transition(self.counts, self.params.alpha))
             chosen, rule = self.responses[int(np.argmax(final))], "marginal"
         else:
-            nbs = outcome.neighbours
+            nbs = shown
             idx = np.array([nb.index for nb in nbs], dtype=int)
             sims = np.array([nb.similarity for nb in nbs])
             final = mz.instance_posterior(outcome.p, self.counts, self.index.model_idx[idx],
@@ -281,7 +287,7 @@ class CMEngine:
             candidates=candidates, chosen=chosen, rule=rule, passes=passes,
             seconds=outcome.seconds + (time.perf_counter() - t0),
             neighbours=[(self.index.instances[nb.index], self.responses[self.index.user_idx[nb.index]],
-                         nb.similarity) for nb in outcome.neighbours],
+                         nb.similarity) for nb in shown],
             scores={self.responses[i]: float(final[i]) for i in top_final if final[i] > 0})
 
     def candidate_set(self, y_model: str) -> list[tuple[str, int]]:
