@@ -165,7 +165,7 @@ def tune_evidence(index: RatingIndex, counts: np.ndarray, p_bank: np.ndarray | N
     n, r = len(index), counts.shape[0]
     if n < 5:
         return EvidenceTuneResult(mz.EvidenceParams(), 0.0, n)
-    rows = _loo_rows(n)
+    rows = _loo_rows(index)
     nb_idx, nb_sims = _loo_neighbours(index, max(grid["k"]), rows)
     m_idx, u = index.model_idx[rows], index.user_idx[rows]
     if p_bank is None:

@@ -164,6 +164,7 @@ class RatingIndex:
         index.instances = list(instances)
         index.model_idx = np.asarray(model_idx, dtype=int)
         index.user_idx = np.asarray(user_idx, dtype=int)
+        index.current = np.ones(len(index.instances), dtype=bool)   # one simulated model
         index.embeddings = (_normalise_rows(embeddings) if len(index.instances)
                             else np.zeros((0, 1), dtype=np.float32))
         return index
