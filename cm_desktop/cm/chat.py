@@ -14,9 +14,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 from cm_desktop.cm import strategies as st
 
 # How a message is decided when earlier user turns exist: "alone" (the message only) or
-# "with_previous" (the previous user turn, then the message). Measured by
-# benchmarks/answer_bench.py on 24 written two-turn follow-ups (benchmarks/followups.jsonl);
-# see RESULTS.md for the figures that chose it.
+# "with_previous" (the previous user turn, then the message). benchmarks/answer_bench.py measures
+# both on 25 written two-turn follow-ups (benchmarks/data/followups.jsonl). Not yet measured (the
+# machine was too loaded to run it, see RESULTS.md): "with_previous" is the default because a
+# short follow-up ("how long does that take?") names no meaning on its own.
 FOLLOWUP_RULES = ("alone", "with_previous")
 FOLLOWUP_RULE = "with_previous"
 
