@@ -39,8 +39,9 @@ class ExportDialog(QDialog):
         self._overwrite_ok: str | None = None
         self.setWindowTitle("Export bank")
         profile = ctx.profile or ""
-        self.native_radio = QRadioButton("Native (every rating, with instances and times)")
-        self.paper_radio = QRadioButton("Paper memory bank ({model response: [user responses]}, no counts)")
+        self.native_radio = QRadioButton("Native (every rating, with instances and times, and the guidance)")
+        self.paper_radio = QRadioButton("Paper memory bank ({model response: [user responses]}; no counts, "
+                                        "no guidance: the format has no place for them)")
         fmt_box = radio_column(self, self.native_radio, self.paper_radio)
         self.native_radio.setChecked(True)
         self.gzip_box = QCheckBox("Compress (gzip, .gz)")
