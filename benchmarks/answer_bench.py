@@ -78,7 +78,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from bank_store import DiscrepancyBank
-    from cm_desktop.backends import BackendConfig, load_backend
+    from cm_desktop.backends import load_backend
     from cm_desktop.cm import chat
     from cm_desktop.cm.engine import CMEngine
     from cm_desktop.cm.estimate import estimate_bank
@@ -91,7 +91,7 @@ def main() -> int:
     bank_path = Path(args.bank_file) if args.bank_file else Path(tmp.name) / "bank.sqlite3"
     bank = DiscrepancyBank(bank_path)
     ensure_sample_profile(bank)
-    backend = load_backend(BackendConfig(kind="llama_cpp", n_threads=args.threads))
+    backend = load_backend("llama_cpp", n_threads=args.threads)
     t0 = time.perf_counter()
     engine = None
     if args.meaning == "cm" or args.followups != 0 or args.turns:

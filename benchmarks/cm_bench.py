@@ -46,14 +46,14 @@ def main() -> int:
         return scoring_rules(args)
 
     from bank_store import DiscrepancyBank
-    from cm_desktop.backends import BackendConfig, default_model_path, load_backend
+    from cm_desktop.backends import default_model_path, load_backend
     from cm_desktop.cm.engine import CMEngine
     from cm_desktop.cm.estimate import ensure_profile
     from cm_desktop.cm.evaluate import held_out_queries
 
     large, small = _records(DATA / "large.jsonl"), _records(DATA / "small.jsonl")
-    backend = load_backend(BackendConfig(kind="llama_cpp", model_path=str(default_model_path()),
-                                         n_threads=args.threads))
+    backend = load_backend("llama_cpp", model_path=str(default_model_path()),
+                           n_threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         bank = DiscrepancyBank(Path(tmp) / "bench.sqlite3")
         ensure_profile(bank, "bench", [r["label"] for r in large])
@@ -100,7 +100,7 @@ def scoring_rules(args) -> int:
     """Which p(y'|x) to keep: the four ways of turning candidate log-likelihoods into a choice."""
     import numpy as np
 
-    from cm_desktop.backends import BackendConfig, default_model_path, load_backend
+    from cm_desktop.backends import default_model_path, load_backend
     from cm_desktop.cm import strategies as st
     from cm_desktop.cm.engine import CMEngine
 
@@ -109,8 +109,8 @@ def scoring_rules(args) -> int:
     recs = _records(data / "small.jsonl")
     random.Random(0).shuffle(recs)
     recs = recs[:args.queries]
-    backend = load_backend(BackendConfig(kind="llama_cpp", model_path=str(default_model_path()),
-                                         n_threads=args.threads))
+    backend = load_backend("llama_cpp", model_path=str(default_model_path()),
+                           n_threads=args.threads)
     texts = st.candidate_texts(labels)
     base = np.mean([backend.score(st.vanilla_prompt(labels, q), texts).logprob
                     for q in CMEngine.CONTENT_FREE], axis=0)

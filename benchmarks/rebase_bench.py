@@ -71,7 +71,7 @@ def main() -> int:
 
     from bank_store import DiscrepancyBank
     from bank_store.rebase import rebase
-    from cm_desktop.backends import BackendConfig, default_model_path, load_backend
+    from cm_desktop.backends import default_model_path, load_backend
     from cm_desktop.cm.engine import CMEngine
     from cm_desktop.cm.estimate import ensure_profile
     from cm_desktop.cm.evaluate import macro_f1
@@ -84,10 +84,10 @@ def main() -> int:
     gemma = default_model_path()
     other_path = requantise(gemma, work / f"gemma-3-270m-{args.quant}.gguf", args.quant,
                             args.threads)
-    current = load_backend(BackendConfig(kind="llama_cpp", model_path=str(gemma),
-                                         n_threads=args.threads))
-    other = load_backend(BackendConfig(kind="llama_cpp", model_path=str(other_path),
-                                       n_threads=args.threads))
+    current = load_backend("llama_cpp", model_path=str(gemma),
+                           n_threads=args.threads)
+    other = load_backend("llama_cpp", model_path=str(other_path),
+                         n_threads=args.threads)
     embedder = default_embedder()
     labels = [r["label"] for r in large]
     sample = random.Random(40).sample(large, args.bank_size)

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cm_desktop.backends import BackendConfig, default_model_path, load_backend  # noqa: E402
+from cm_desktop.backends import default_model_path, load_backend  # noqa: E402
 from cm_desktop.cm import strategies as st  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
@@ -112,8 +112,8 @@ def main() -> None:
     ap.add_argument("--engine-prompt", action="store_true",
                     help="score the engine's vanilla prompt and candidates (what cm eval scores)")
     args = ap.parse_args()
-    backend = load_backend(BackendConfig(kind="llama_cpp", model_path=str(default_model_path()),
-                                         n_threads=args.threads))
+    backend = load_backend("llama_cpp", model_path=str(default_model_path()),
+                           n_threads=args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"threads={backend.n_threads}, path={'branches' if backend.batched else 'sequential'}")
     for ds in args.datasets.split(","):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cm_desktop.backends import BackendConfig, default_model_path, load_backend  # noqa: E402
+from cm_desktop.backends import default_model_path, load_backend  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Write a short paragraph about the sea."}]
 
@@ -40,9 +40,9 @@ def main() -> None:
     path = str(default_model_path())
     # chat_format given explicitly: both sides then stream through the same Gemma chat template
     # (without it the base model is served as a plain transcript, a different prompt).
-    ours = load_backend(BackendConfig(kind="llama_cpp", model_path=path, n_threads=args.threads,
-                                      chat_format="gemma"))
-    raw = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=512, n_ubatch=ours.config.n_ubatch,
+    ours = load_backend("llama_cpp", model_path=path, n_threads=args.threads,
+                        chat_format="gemma")
+    raw = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=512, n_ubatch=ours.options.n_ubatch,
                           n_threads=args.threads, n_threads_batch=args.threads, seed=0,
                           verbose=False, chat_format="gemma")
 

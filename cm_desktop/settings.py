@@ -154,20 +154,15 @@ class Settings:
         return {"strategy": self.strategy, "variant": self.variant}
 
     def backend_config(self):
-        """A BackendConfig for the chosen backend (only fields the config class has are passed)."""
-        from cm_desktop.backends import BackendConfig
+        """The chosen backend's typed options (cm_desktop.backends.load_backend builds it)."""
+        from cm_desktop.backends import backend_options
 
-        wanted: dict[str, Any] = {"kind": self.backend_kind}
-        if self.backend_kind == "llama_cpp":
-            wanted["model_path"] = self.model_path or None
-        elif self.backend_kind == "hf":
-            wanted["model_path"] = self.hf_model or self.model_path or None
+        if self.backend_kind == "openai":
+            return backend_options("openai", base_url=self.openai_base_url,
+                                   model=self.openai_model or None)
+        if self.backend_kind == "hf":
+            path = self.hf_model or self.model_path or None
         else:
-            wanted["base_url"] = self.openai_base_url
-            wanted["model"] = self.openai_model or None
-        if self.n_threads:
-            wanted["n_threads"] = self.n_threads
-        if dataclasses.is_dataclass(BackendConfig):
-            names = {f.name for f in dataclasses.fields(BackendConfig)}
-            wanted = {k: v for k, v in wanted.items() if k in names}
-        return BackendConfig(**wanted)
+            path = self.model_path or None
+        return backend_options(self.backend_kind, model_path=path,
+                               n_threads=self.n_threads or None)

@@ -43,8 +43,8 @@ def gemma_path():
 @pytest.fixture(scope="session")
 def llama_backend(gemma_path):
     """The default backend on the embedded model, shared by the whole session (loading is slow)."""
-    from cm_desktop.backends import BackendConfig, load_backend
+    from cm_desktop.backends import load_backend
 
-    backend = load_backend(BackendConfig(kind="llama_cpp", model_path=str(gemma_path)))
+    backend = load_backend("llama_cpp", model_path=str(gemma_path))
     yield backend
     backend.close()

@@ -1,12 +1,16 @@
-"""Model backends: one small interface (base.Backend), one module per backend, loaded lazily.
+"""Model backends: one small interface (base.Backend), one module per backend.
 
-`load_backend` imports the backend's module only when it is asked for, so the app starts without
-importing torch, transformers or llama_cpp.
+Each backend is a class with its own typed `Options` (a dataclass), registered in `BACKENDS` by
+its kind. The backend modules import their model library (llama_cpp, torch, openai) only when a
+backend is built, so importing this package stays cheap and the app starts without them.
+
+    backend = load_backend("llama_cpp", n_ctx=2048)          # options by name
+    backend = load_backend(backend_options("openai", base_url="http://127.0.0.1:8080/v1"))
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
 from pathlib import Path
 
 from cm_desktop.backends.base import (
@@ -15,41 +19,52 @@ from cm_desktop.backends.base import (
     CandidateScores,
     EndpointError,
     ModelFileError,
+    Options,
 )
+from cm_desktop.backends.hf import HFBackend
+from cm_desktop.backends.llama_cpp import LlamaCppBackend
+from cm_desktop.backends.openai_api import OpenAIBackend
 
-KINDS = ("llama_cpp", "hf", "openai")
+BACKENDS: dict[str, type[Backend]] = {
+    cls.kind: cls for cls in (LlamaCppBackend, HFBackend, OpenAIBackend)}
+KINDS = tuple(BACKENDS)
+DEFAULT_KIND = "llama_cpp"
 
 
-@dataclass
-class BackendConfig:
-    """What to load. Fields a backend does not use are ignored by it.
+def backend_class(kind: str) -> type[Backend]:
+    try:
+        return BACKENDS[kind]
+    except (KeyError, TypeError):
+        raise BackendError(f"unknown backend kind {kind!r}; choose one of {', '.join(KINDS)}"
+                           ) from None
 
-    kind: "llama_cpp" (default, a GGUF file), "hf" (transformers: a model dir or a GGUF file) or
-    "openai" (any OpenAI-compatible server). The API key is never a field here: it comes from
-    cm_desktop.credentials (environment or OS keyring) so a config can be saved without secrets.
+
+def backend_options(kind: str = DEFAULT_KIND, **values) -> Options:
+    """The typed options of backend `kind`; a name that backend does not take is an error."""
+    cls = backend_class(kind).Options
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise BackendError(f"the {kind} backend has no option {', '.join(unknown)}; "
+                           f"its options: {', '.join(sorted(known))}")
+    return cls(**values)
+
+
+def load_backend(options: Options | str | None = None, **values) -> Backend:
+    """Build a backend from its options, or from a kind and option values.
+
+    Raises BackendError subclasses with a clear message (a missing file, a dead server...).
     """
-
-    kind: str = "llama_cpp"
-    model_path: str | None = None        # llama_cpp / hf; None -> the embedded Gemma GGUF
-    chat_format: str | None = None       # llama_cpp: None -> from the GGUF metadata / arch
-    n_ctx: int = 4096
-    n_threads: int | None = None         # None -> os.cpu_count()
-    n_batch: int = 512
-    n_ubatch: int = 128                  # llama_cpp: rows per compute step; its worst-case
-                                         # logits buffer is n_ubatch x vocab floats (128 MiB for
-                                         # Gemma's 262k vocab at 128, 512 MiB at 512)
-    seed: int = 0
-    device: str | None = None            # hf: "cuda", "cpu" or None (cuda when available)
-    base_url: str | None = None          # openai: e.g. http://127.0.0.1:8080/v1
-    model: str | None = None             # openai: the served model's name
-    timeout: float = 60.0                # openai: seconds per request
-    max_retries: int = 3                 # openai: on 429 / 5xx / connection errors
-    concurrency: int = 4                 # openai: requests in flight for batch work
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise BackendError(f"unknown backend kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+    if options is None or isinstance(options, str):
+        options = backend_options(options or DEFAULT_KIND, **values)
+    elif values:
+        raise BackendError("give either an Options object or option values, not both")
+    if not isinstance(options, Options):
+        raise BackendError(f"not backend options: {options!r}")
+    cls = backend_class(options.kind)
+    if not isinstance(options, cls.Options):
+        raise BackendError(f"{type(options).__name__} are not options of the {cls.kind} backend")
+    return cls(options)
 
 
 def default_model_path() -> Path:
@@ -63,22 +78,8 @@ def default_model_path() -> Path:
     return Path(assemble())
 
 
-def load_backend(config: BackendConfig | None = None) -> Backend:
-    """Build the backend `config` names. Raises BackendError subclasses with a clear message."""
-    config = config or BackendConfig()
-    if config.kind == "llama_cpp":
-        from cm_desktop.backends.llama_cpp import LlamaCppBackend
-        return LlamaCppBackend(config)
-    if config.kind == "hf":
-        from cm_desktop.backends.hf import HFBackend
-        return HFBackend(config)
-    if config.kind == "openai":
-        from cm_desktop.backends.openai_api import OpenAIBackend
-        return OpenAIBackend(config)
-    raise BackendError(f"unknown backend kind {config.kind!r}")
-
-
 __all__ = [
-    "Backend", "BackendConfig", "BackendError", "CandidateScores", "EndpointError",
-    "ModelFileError", "default_model_path", "load_backend", "KINDS",
+    "BACKENDS", "Backend", "BackendError", "CandidateScores", "DEFAULT_KIND", "EndpointError",
+    "HFBackend", "KINDS", "LlamaCppBackend", "ModelFileError", "OpenAIBackend", "Options",
+    "backend_class", "backend_options", "default_model_path", "load_backend",
 ]

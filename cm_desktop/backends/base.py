@@ -8,12 +8,16 @@ import theirs lazily so the app starts without torch or llama_cpp.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
+import typing
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from types import UnionType
+from typing import ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -69,24 +73,151 @@ class CandidateScores:
         return p / p.sum()
 
 
+def bounded(default, low, high, *, none_ok: bool = False):
+    """A dataclass field whose value must lie in [low, high] (None allowed when `none_ok`)."""
+    return field(default=default, metadata={"range": (low, high), "none_ok": none_ok})
+
+
+@dataclass
+class Options:
+    """A backend's own settings: each backend subclasses this as its nested `Options` class.
+
+    Fields are type-checked and range-checked on construction, so a bad value from a settings
+    file or the command line is one clear BackendError, before any model is touched. `kind`
+    names the backend the options are for.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, _checked_option(self.kind, f, hints[f.name], value))
+
+
+def _checked_option(kind: str, f: dataclasses.Field, hint, value):
+    where = f"{kind} option {f.name}"
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, UnionType) \
+        else (hint,)
+    if value is None:
+        if type(None) in allowed or f.metadata.get("none_ok"):
+            return None
+        raise BackendError(f"{where} needs a value")
+    if str in allowed and isinstance(value, os.PathLike):
+        value = os.fspath(value)        # a file path given as a Path
+    if isinstance(value, bool):
+        if bool not in allowed:
+            raise BackendError(f"{where} must be a number, not {value!r}")
+    elif int in allowed and isinstance(value, int):
+        pass
+    elif float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = float(value)
+    elif str in allowed and isinstance(value, str):
+        if len(value) > 4096:
+            raise BackendError(f"{where} is longer than 4096 characters")
+    elif not any(isinstance(value, t) for t in allowed if isinstance(t, type)):
+        names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+        raise BackendError(f"{where} must be {names}, not {type(value).__name__} {value!r}")
+    if "range" in f.metadata:
+        low, high = f.metadata["range"]
+        if not low <= value <= high:
+            raise BackendError(f"{where} must be between {low} and {high}, not {value!r}")
+    return value
+
+
+@dataclass
+class ScoringTokens:
+    """A prompt and its candidates as token ids, as every scoring backend counts them."""
+
+    candidates: list[str]
+    prompt: list[int]
+    per_candidate: list[list[int]]
+
+
+# The candidate tokens of a response set depend on the prompt only at the boundary (the engine's
+# prompts differ in the query, never in how they end), so they are cached per (prompt ending,
+# response set). Characters of the prompt's end in the key: far more than any token's reach.
+_BOUNDARY_CHARS = 64
+_TOKEN_CACHE_SETS = 16
+
+
 class Backend:
     """Base class: a fingerprint, candidate scoring, completion, streaming chat, close.
 
-    Implementations are not required to be thread-safe for concurrent use; the caller (the UI's
-    inference worker) owns a backend. They do serialise calls with a lock so misuse is slow, not
-    corrupting.
+    Each backend is a small class with its own typed `Options` (a dataclass, see `Options`),
+    built from them by `cm_desktop.backends.load_backend`. Implementations are not required to
+    be thread-safe for concurrent use; the caller (the UI's inference worker) owns a backend.
+    They do serialise calls with a lock so misuse is slow, not corrupting.
     """
 
     kind: str = "base"
+    Options = Options
+    # Tokens a prompt plus its longest candidate may take; None: the backend does not count.
+    context_tokens: int | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, options: "Options | None" = None) -> None:
+        self.options = options if options is not None else type(self).Options()
         self._lock = threading.RLock()
         self._fingerprint = ""
+        self._candidate_token_cache: OrderedDict[tuple, list[list[int]]] = OrderedDict()
+        self.stats = {"boundary_fallbacks": 0, "candidate_token_cache_hits": 0}
 
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    # -- tokenization for scoring (backends that count tokens themselves) -------------------
+    def _token_ids(self, text: str, *, prompt: bool) -> list[int]:
+        """`text` as token ids: as a prompt (BOS, special tokens parsed) or as a bare piece."""
+        raise NotImplementedError
+
+    def scoring_tokens(self, prompt: str, candidates: Sequence[str], *, cached: bool = True
+                       ) -> ScoringTokens:
+        """Check and tokenize a scoring request.
+
+        Convention: a candidate is the tokens that follow the prompt's tokens when prompt +
+        candidate is tokenized as one text. Candidates should start with a separator (" " or
+        "\\n") and the prompt should not end with one, so no token spans the boundary; where one
+        does (the prompt's tokens are not a prefix of the joint tokens), the candidate is
+        tokenized on its own, which keeps the shared prompt identical for every candidate.
+        `cached=False` recomputes the candidates' tokens (the reference paths use it).
+        """
+        cands = validate_candidates(candidates)
+        if not isinstance(prompt, str) or not prompt:
+            raise BackendError("the prompt must be a non-empty string")
+        prompt_tokens = self._token_ids(prompt, prompt=True)
+        key = (prompt[-_BOUNDARY_CHARS:], tuple(cands))
+        per_candidate = self._candidate_token_cache.get(key) if cached else None
+        if per_candidate is None:
+            per_candidate = [self._candidate_token_ids(prompt, prompt_tokens, c) for c in cands]
+            self._candidate_token_cache[key] = per_candidate
+            while len(self._candidate_token_cache) > _TOKEN_CACHE_SETS:
+                self._candidate_token_cache.popitem(last=False)
+        else:
+            self._candidate_token_cache.move_to_end(key)
+            self.stats["candidate_token_cache_hits"] += 1
+        if self.context_tokens is not None:
+            longest = max(len(t) for t in per_candidate)
+            if len(prompt_tokens) + longest > self.context_tokens:
+                raise BackendError(
+                    f"prompt ({len(prompt_tokens)} tokens) plus the longest candidate ({longest}) "
+                    f"exceed the context of {self.context_tokens} tokens")
+        return ScoringTokens(cands, prompt_tokens, per_candidate)
+
+    def _candidate_token_ids(self, prompt: str, prompt_tokens: list[int], candidate: str
+                             ) -> list[int]:
+        joint = self._token_ids(prompt + candidate, prompt=True)
+        n0 = len(prompt_tokens)
+        if len(joint) > n0 and joint[:n0] == prompt_tokens:
+            return joint[n0:]
+        self.stats["boundary_fallbacks"] += 1
+        alone = self._token_ids(candidate, prompt=False)
+        if not alone:
+            raise BackendError(f"candidate {candidate!r} has no tokens")
+        return alone
+
+    # -- the work ---------------------------------------------------------------------------
     def score(self, prompt: str, candidates: Sequence[str], cancel: CancelToken | None = None
               ) -> CandidateScores:
         raise NotImplementedError

@@ -7,8 +7,7 @@ for every position expensive). Right padding needs no attention mask: a real tok
 to a later pad. If the cache cannot be repeated (a model whose cache class lacks it), the batch is
 run as whole prompt+candidate sequences instead — same numbers, more work.
 
-Tokenization convention: as the llama_cpp backend (candidate = tokens after the prompt's tokens in
-the joint tokenization; tokenized alone when a token spans the boundary).
+Candidates are tokenized by the base class (Backend.scoring_tokens), as for every backend.
 
 torch and transformers are imported here only, inside functions, so the app starts without them.
 """
@@ -18,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -28,10 +28,11 @@ from cm_desktop.backends.base import (
     BackendError,
     CandidateScores,
     ModelFileError,
+    bounded,
     check_gguf_file,
     file_fingerprint,
-    validate_candidates,
 )
+from cm_desktop.backends.base import Options as _Options
 from cm_desktop.cancel import CancelToken, Cancelled, check
 
 # Gemma's turn format, for tokenizers (e.g. from a base-model GGUF) that carry no template.
@@ -48,8 +49,16 @@ _BATCH = 32  # candidates per forward pass
 class HFBackend(Backend):
     kind = "hf"
 
-    def __init__(self, config) -> None:
-        super().__init__()
+    @dataclass
+    class Options(_Options):
+        kind = "hf"
+        model_path: str | None = None      # a model dir or a GGUF file; None: the embedded Gemma
+        device: str | None = None          # "cuda", "cpu"; None: cuda when available
+        n_threads: int | None = bounded(None, 1, 256, none_ok=True)  # None: os.cpu_count()
+
+    def __init__(self, options: Options | None = None) -> None:
+        super().__init__(options)
+        config = self.options
         from cm_desktop.backends import default_model_path
 
         path = Path(config.model_path or default_model_path()).expanduser()
@@ -67,7 +76,6 @@ class HFBackend(Backend):
             raise BackendError("the hf backend needs torch and transformers "
                                "(pip install 'cm-desktop[hf]')") from exc
         self._torch = torch
-        self.config = config
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         if not self.device.startswith("cuda"):
@@ -93,22 +101,8 @@ class HFBackend(Backend):
         self._gen_lock = threading.Lock()
 
     # -- tokenization -----------------------------------------------------------------------
-    def _ids(self, text: str, special: bool) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
-
-    def _prepare(self, prompt, candidates):
-        cands = validate_candidates(candidates)
-        if not isinstance(prompt, str) or not prompt:
-            raise BackendError("the prompt must be a non-empty string")
-        p = self._ids(prompt, True)
-        toks = []
-        for c in cands:
-            joint = self._ids(prompt + c, True)
-            if len(joint) > len(p) and joint[:len(p)] == p:
-                toks.append(joint[len(p):])
-            else:
-                toks.append(self._ids(c, False))
-        return cands, p, toks
+    def _token_ids(self, text: str, *, prompt: bool) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=prompt)["input_ids"]
 
     # -- scoring ----------------------------------------------------------------------------
     def _head_logprobs(self, hidden, targets):
@@ -125,7 +119,8 @@ class HFBackend(Backend):
         torch = self._torch
         with self._lock, torch.inference_mode():
             check(cancel)
-            cands, p, toks = self._prepare(prompt, candidates)
+            tokens = self.scoring_tokens(prompt, candidates)
+            cands, p, toks = tokens.candidates, tokens.prompt, tokens.per_candidate
             base = self.model.model
             ids = torch.tensor([p], device=self.device)
             out = base(input_ids=ids, use_cache=True)
@@ -190,7 +185,7 @@ class HFBackend(Backend):
                  temperature: float = 0.0) -> str:
         torch = self._torch
         with self._lock, torch.inference_mode():
-            ids = torch.tensor([self._ids(prompt, True)], device=self.device)
+            ids = torch.tensor([self._token_ids(prompt, prompt=True)], device=self.device)
             out = self.model.generate(ids, **self._generate_kwargs(max_tokens, temperature))
             text = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
         for s in stop or ():
@@ -208,7 +203,7 @@ class HFBackend(Backend):
                 return stop_flag.is_set() or (cancel is not None and cancel.cancelled)
 
         text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        ids = torch.tensor([self._ids(text, False)], device=self.device)
+        ids = torch.tensor([self._token_ids(text, prompt=False)], device=self.device)
         streamer = transformers.TextIteratorStreamer(self.tokenizer, skip_prompt=True,
                                                      skip_special_tokens=True)
         errors: list[BaseException] = []

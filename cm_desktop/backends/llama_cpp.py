@@ -14,11 +14,7 @@ Scoring is where the time goes, so it works on the llama.cpp context directly:
   The branch sequences are removed afterwards.
 * Without multi-sequence support the same sums are computed candidate by candidate on sequence 0.
 
-Tokenization convention: a candidate is scored as the tokens that follow the prompt's tokens when
-prompt + candidate is tokenized as one text. Candidates should start with a separator (" " or
-"\\n") and the prompt should not end with one, so no token spans the boundary; where one does
-(the prompt's tokens are not a prefix of the joint tokens), the candidate is tokenized on its own
-and appended, which keeps the shared prompt identical for every candidate.
+Candidates are tokenized by the base class (Backend.scoring_tokens), cached per response set.
 
 Threads: the model object belongs to one thread, the caller's inference worker. A lock serialises
 calls anyway, so misuse is slow rather than corrupting; a stream holds the lock until it ends or
@@ -30,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -39,10 +36,11 @@ from cm_desktop.backends.base import (
     BackendError,
     CandidateScores,
     ModelFileError,
+    bounded,
     check_gguf_file,
     file_fingerprint,
-    validate_candidates,
 )
+from cm_desktop.backends.base import Options as _Options
 from cm_desktop.cancel import CancelToken, Cancelled, check
 
 # Chat formats by architecture, for GGUF files that carry no tokenizer.chat_template.
@@ -140,8 +138,22 @@ def _context_params_for(llama_cpp, n_seq: int):
 class LlamaCppBackend(Backend):
     kind = "llama_cpp"
 
-    def __init__(self, config) -> None:
-        super().__init__()
+    @dataclass
+    class Options(_Options):
+        kind = "llama_cpp"
+        model_path: str | None = None      # a GGUF file; None: the embedded Gemma
+        chat_format: str | None = None     # None: from the GGUF metadata / architecture
+        n_ctx: int = bounded(4096, 64, 1 << 20)
+        n_threads: int | None = bounded(None, 1, 256, none_ok=True)  # None: os.cpu_count()
+        n_batch: int = bounded(512, 8, 1 << 16)
+        # rows per compute step; llama.cpp's worst-case logits buffer is n_ubatch x vocab floats
+        # (128 MiB for Gemma's 262k vocabulary at 128, 512 MiB at 512)
+        n_ubatch: int = bounded(128, 8, 1 << 16)
+        seed: int = bounded(0, 0, 2**32 - 1)
+
+    def __init__(self, options: Options | None = None) -> None:
+        super().__init__(options)
+        config = self.options
         self._lock = threading.Lock()
         from cm_desktop.backends import default_model_path
 
@@ -152,7 +164,6 @@ class LlamaCppBackend(Backend):
             raise BackendError("llama-cpp-python is not installed (pip install llama-cpp-python)"
                                ) from exc
         self._lib = llama_cpp
-        self.config = config
         self.model_path = path
         self.n_threads = int(config.n_threads or os.cpu_count() or 1)
         n_seq = min(_MAX_SEQUENCES, int(getattr(llama_cpp, "llama_max_parallel_sequences",
@@ -178,7 +189,7 @@ class LlamaCppBackend(Backend):
         # chat_format always wins.
         self.chat_mode = ("transcript" if config.chat_format is None and no_template
                           and _is_base_model(self.metadata) else "chat")
-        self.n_ctx = llm.n_ctx()
+        self.n_ctx = self.context_tokens = llm.n_ctx()
         self.n_vocab = llm.n_vocab()
         self.n_batch = int(config.n_batch)
         cp = llm.context_params
@@ -187,8 +198,8 @@ class LlamaCppBackend(Backend):
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, self.n_sequences)
         self._last_lsm: np.ndarray | None = None   # log-softmax at the last token of seq 0 ...
         self._last_lsm_n = -1                      # ... valid while seq 0 holds this many tokens
-        self.stats = {"prompt_tokens_evaluated": 0, "prompt_tokens_reused": 0, "decode_calls": 0,
-                      "boundary_fallbacks": 0, "candidate_rows_decoded": 0}
+        self.stats.update(prompt_tokens_evaluated=0, prompt_tokens_reused=0, decode_calls=0,
+                          candidate_rows_decoded=0)
         self._fingerprint = file_fingerprint(self.kind, path)
 
     # -- set-up -----------------------------------------------------------------------------
@@ -201,19 +212,8 @@ class LlamaCppBackend(Backend):
         return self._lib.llama_get_memory(self._ctx)
 
     # -- tokenization -----------------------------------------------------------------------
-    def _tokenize(self, text: str, *, bos: bool, special: bool) -> list[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=bos, special=special)
-
-    def candidate_tokens(self, prompt: str, prompt_tokens: list[int], candidate: str) -> list[int]:
-        joint = self._tokenize(prompt + candidate, bos=True, special=True)
-        n0 = len(prompt_tokens)
-        if len(joint) > n0 and joint[:n0] == prompt_tokens:
-            return joint[n0:]
-        self.stats["boundary_fallbacks"] += 1
-        alone = self._tokenize(candidate, bos=False, special=False)
-        if not alone:
-            raise BackendError(f"candidate {candidate!r} has no tokens")
-        return alone
+    def _token_ids(self, text: str, *, prompt: bool) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=prompt, special=prompt)
 
     # -- the low-level decode ---------------------------------------------------------------
     def _decode(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int],
@@ -285,23 +285,12 @@ class LlamaCppBackend(Backend):
         return self._last_lsm
 
     # -- scoring ----------------------------------------------------------------------------
-    def _prepare(self, prompt: str, candidates: Sequence[str]):
-        cands = validate_candidates(candidates)
-        if not isinstance(prompt, str) or not prompt:
-            raise BackendError("the prompt must be a non-empty string")
-        prompt_tokens = self._tokenize(prompt, bos=True, special=True)
-        cand_tokens = [self.candidate_tokens(prompt, prompt_tokens, c) for c in cands]
-        longest = max(len(t) for t in cand_tokens)
-        if len(prompt_tokens) + longest > self.n_ctx:
-            raise BackendError(f"prompt ({len(prompt_tokens)} tokens) plus the longest candidate "
-                               f"({longest}) exceed the context of {self.n_ctx} tokens")
-        return cands, prompt_tokens, cand_tokens
-
     def score(self, prompt: str, candidates: Sequence[str], cancel: CancelToken | None = None
               ) -> CandidateScores:
         with self._lock:
             check(cancel)
-            cands, prompt_tokens, cand_tokens = self._prepare(prompt, candidates)
+            tokens = self.scoring_tokens(prompt, candidates)
+            cands, prompt_tokens, cand_tokens = tokens.candidates, tokens.prompt, tokens.per_candidate
             lsm = self._ensure_prompt(prompt_tokens, cancel)
             try:
                 if self.batched:
@@ -408,7 +397,8 @@ class LlamaCppBackend(Backend):
         baseline. Leaves the cache empty.
         """
         with self._lock:
-            cands, prompt_tokens, cand_tokens = self._prepare(prompt, candidates)
+            tokens = self.scoring_tokens(prompt, candidates, cached=False)
+            cands, prompt_tokens, cand_tokens = tokens.candidates, tokens.prompt, tokens.per_candidate
             n0 = len(prompt_tokens)
             logprob = np.empty(len(cands), dtype=np.float64)
             for i, ct in enumerate(cand_tokens):
@@ -443,7 +433,7 @@ class LlamaCppBackend(Backend):
                 out = self._llm.create_completion(
                     prompt, max_tokens=int(max_tokens), stop=list(stop) if stop else None,
                     temperature=float(temperature), top_k=1 if temperature <= 0 else 40,
-                    seed=int(self.config.seed))
+                    seed=int(self.options.seed))
             except ValueError as exc:
                 raise BackendError(f"completion failed: {exc}") from None
             return out["choices"][0]["text"]
@@ -456,12 +446,12 @@ class LlamaCppBackend(Backend):
                 if transcript:
                     chunks = self._llm.create_completion(
                         render_transcript(msgs), stream=True, max_tokens=max_tokens,
-                        temperature=temperature, seed=int(self.config.seed),
+                        temperature=temperature, seed=int(self.options.seed),
                         stop=list(TRANSCRIPT_STOPS))
                 else:
                     chunks = self._llm.create_chat_completion(
                         msgs, stream=True, max_tokens=max_tokens, temperature=temperature,
-                        seed=int(self.config.seed))
+                        seed=int(self.options.seed))
             except ValueError as exc:
                 raise BackendError(f"chat failed: {exc}") from None
             held = ""  # transcript: a tail that may be the start of a stop string ("\nUser")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,8 +32,10 @@ from cm_desktop.backends.base import (
     BackendError,
     CandidateScores,
     EndpointError,
+    bounded,
     validate_candidates,
 )
+from cm_desktop.backends.base import Options as _Options
 from cm_desktop.cancel import CancelToken, Cancelled, check
 
 SCORE_PATHS = ("logprobs", "enum", "match")
@@ -51,8 +54,19 @@ def public_url(url: str) -> str:
 class OpenAIBackend(Backend):
     kind = "openai"
 
-    def __init__(self, config) -> None:
-        super().__init__()
+    @dataclass
+    class Options(_Options):
+        kind = "openai"
+        base_url: str | None = None        # e.g. http://127.0.0.1:8080/v1
+        model: str | None = None           # the served model's name; None: the first listed
+        timeout: float = bounded(60.0, 0.1, 3600.0)      # seconds per request
+        max_retries: int = bounded(3, 0, 20)             # on 429 / 5xx / connection errors
+        concurrency: int = bounded(4, 1, 64)             # requests in flight for batch work
+        score_path: str | None = None      # force one of SCORE_PATHS; None: the first that works
+
+    def __init__(self, options: Options | None = None) -> None:
+        super().__init__(options)
+        config = self.options
         if not config.base_url:
             raise EndpointError("no endpoint URL: set the base URL, e.g. http://127.0.0.1:8080/v1")
         parts = urlsplit(config.base_url)
@@ -65,7 +79,6 @@ class OpenAIBackend(Backend):
         from cm_desktop.credentials import get_api_key
 
         self._openai = openai
-        self.config = config
         self.url = public_url(config.base_url)
         self.timeout = float(config.timeout)
         self._client = openai.OpenAI(
@@ -74,7 +87,7 @@ class OpenAIBackend(Backend):
         self.concurrency = max(1, int(config.concurrency))
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency,
                                         thread_name_prefix="cm-openai")
-        forced = config.extra.get("score_path") if config.extra else None
+        forced = config.score_path
         if forced is not None and forced not in SCORE_PATHS:
             raise BackendError(f"score_path must be one of {SCORE_PATHS}, got {forced!r}")
         self.score_path: str | None = forced
@@ -107,7 +120,7 @@ class OpenAIBackend(Backend):
             return fn()
         except openai.APITimeoutError:
             raise EndpointError(f"{what} at {self.url}: no answer within {self.timeout:g} s "
-                                f"(after {self.config.max_retries} retries)",
+                                f"(after {self.options.max_retries} retries)",
                                 url=self.url, cause="timeout") from None
         except openai.APIConnectionError as exc:
             cause = _root_cause(exc)

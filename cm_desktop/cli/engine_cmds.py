@@ -36,25 +36,23 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
 
 
 def _load_backend(args):
-    from cm_desktop.backends import BackendConfig, load_backend
+    from cm_desktop.backends import load_backend
 
     if args.backend == "openai":
         if not args.base_url:
             raise CLIError("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
-        cfg = BackendConfig(kind="openai", base_url=args.base_url, model=args.model)
-    else:
-        from cm_desktop.cli.models_cmds import resolve_model_option, warn_before_loading
+        return load_backend("openai", base_url=args.base_url, model=args.model)
+    from cm_desktop.cli.models_cmds import resolve_model_option, warn_before_loading
 
-        model = args.model
-        if model is None and args.backend == "llama_cpp":
-            from cm_desktop.settings import Settings
+    model = args.model
+    if model is None and args.backend == "llama_cpp":
+        from cm_desktop.settings import Settings
 
-            model = Settings.load().model_path or None   # `cm models use` chose it
-        model = resolve_model_option(model)              # a path, or a library name
-        cfg = BackendConfig(kind=args.backend, model_path=model, n_threads=args.threads)
-        if args.backend == "llama_cpp":
-            warn_before_loading(model)
-    return load_backend(cfg)
+        model = Settings.load().model_path or None   # `cm models use` chose it
+    model = resolve_model_option(model)              # a path, or a library name
+    if args.backend == "llama_cpp":
+        warn_before_loading(model)
+    return load_backend(args.backend, model_path=model, n_threads=args.threads)
 
 
 _BAR_FORMAT = "{desc} {n_fmt}/{total_fmt} {percentage:3.0f}% {bar} elapsed {elapsed} ETA {remaining}"

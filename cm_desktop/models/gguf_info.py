@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cm_desktop.backends import BackendConfig
+from cm_desktop.backends import LlamaCppBackend
 from cm_desktop.backends.base import ModelFileError
 
 GGUF_MAGIC = b"GGUF"
@@ -199,9 +199,9 @@ def read_info(path: str | os.PathLike) -> GGUFInfo:
     )
 
 
-def memory_needed(file_size: int, info: GGUFInfo, config: BackendConfig | None = None) -> int:
+def memory_needed(file_size: int, info: GGUFInfo, config: LlamaCppBackend.Options | None = None) -> int:
     """Bytes llama.cpp needs for this model with the app's context and batch settings."""
-    config = config or BackendConfig()
+    config = config or LlamaCppBackend.Options()
     n_ctx = min(config.n_ctx, info.context_length or config.n_ctx)
     kv = 0
     if info.n_layers and info.n_head_kv and info.key_length:

@@ -25,13 +25,13 @@ CHAT_QUERY = "When is my new card going to arrive?"
 
 def seed_bank(bank_path: Path) -> None:
     from bank_store import DiscrepancyBank
-    from cm_desktop.backends import BackendConfig, load_backend
+    from cm_desktop.backends import load_backend
     from cm_desktop.cm.engine import CMEngine
     from cm_desktop.ui.resource_files import SAMPLE_PROFILE_NAME, ensure_sample_profile, sample_queries
 
     bank = DiscrepancyBank(bank_path)
     ensure_sample_profile(bank)
-    backend = load_backend(BackendConfig(kind="llama_cpp", n_threads=2))
+    backend = load_backend("llama_cpp", n_threads=2)
     engine = CMEngine(backend, bank, SAMPLE_PROFILE_NAME, variant="none")
     queries = [q for q in sample_queries() if q.label][:N_RATINGS - 2]
     extra = [("When will my card arrive?", "card arrival"), ("My card still hasn't arrived", "card arrival")]

@@ -25,10 +25,10 @@ def hf_backend(gemma_path):
     """The hf backend on CPU (float32) with the same GGUF; loading takes ~50 s, so once."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from cm_desktop.backends import BackendConfig, load_backend
+    from cm_desktop.backends import load_backend
 
-    backend = load_backend(BackendConfig(kind="hf", model_path=str(gemma_path), device="cpu",
-                                         n_threads=2))
+    backend = load_backend("hf", model_path=str(gemma_path), device="cpu",
+                           n_threads=2)
     yield backend
     backend.close()
 

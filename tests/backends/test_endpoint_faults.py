@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from cm_desktop.backends import BackendConfig, EndpointError, load_backend
+from cm_desktop.backends import EndpointError, load_backend
 from cm_desktop.cancel import CancelToken, Cancelled
 
 COMPLETION = {"id": "c1", "object": "text_completion", "created": 0, "model": "m",
@@ -95,8 +95,8 @@ def fault_server():
 
 
 def backend_for(url: str, *, timeout=0.5, retries=1):
-    return load_backend(BackendConfig(kind="openai", base_url=url, model="m", timeout=timeout,
-                                      max_retries=retries))
+    return load_backend("openai", base_url=url, model="m", timeout=timeout,
+                        max_retries=retries)
 
 
 def closed_port() -> int:
@@ -171,9 +171,9 @@ def test_backend_stays_usable_after_errors(fault_server):
 
 def test_bad_urls_and_credentials_in_url_never_leak():
     with pytest.raises(EndpointError, match="no endpoint URL"):
-        load_backend(BackendConfig(kind="openai", base_url=None))
+        load_backend("openai", base_url=None)
     with pytest.raises(EndpointError, match="not an http"):
-        load_backend(BackendConfig(kind="openai", base_url="ftp://example/v1"))
+        load_backend("openai", base_url="ftp://example/v1")
     b = backend_for(f"http://user:s3cret-pw@127.0.0.1:{closed_port()}/v1?token=s3cret-q", retries=0)
     with pytest.raises(EndpointError) as err:
         b.complete("hi")

@@ -50,7 +50,7 @@ def test_prefix_is_reused_across_queries(llama_backend):
     llama_backend.score(prompt("what is the weather like in paris"), CANDS)
     evaluated = llama_backend.stats["prompt_tokens_evaluated"] - before["prompt_tokens_evaluated"]
     reused = llama_backend.stats["prompt_tokens_reused"] - before["prompt_tokens_reused"]
-    n_head = len(llama_backend._tokenize(HEAD, bos=True, special=True))
+    n_head = len(llama_backend._token_ids(HEAD, prompt=True))
     assert reused >= n_head - 2
     assert evaluated < 20  # only the new message tail, not the ~60-token head again
     # the same prompt twice evaluates nothing
@@ -80,9 +80,8 @@ def test_many_candidates_use_several_rounds(llama_backend):
     p = "Pick a tag:"
     s = llama_backend.score(p, cands)
     assert len(s.logprob) == 260 and np.all(np.isfinite(s.logprob))
-    pt = llama_backend._tokenize(p, bos=True, special=True)
-    ct = [llama_backend.candidate_tokens(p, pt, c) for c in cands]
-    assert len(llama_backend._rounds(len(pt), ct)) >= 2
+    tokens = llama_backend.scoring_tokens(p, cands)
+    assert len(llama_backend._rounds(len(tokens.prompt), tokens.per_candidate)) >= 2
     ref = llama_backend.score_uncached(p, [cands[0], cands[259]])
     np.testing.assert_allclose(s.logprob[[0, 259]], ref.logprob, atol=0.6)
 
@@ -186,10 +185,10 @@ def test_base_model_chats_as_a_transcript_and_never_shows_a_cut_stop(llama_backe
 
 
 def test_explicit_chat_format_uses_the_template(gemma_path):
-    from cm_desktop.backends import BackendConfig, load_backend
+    from cm_desktop.backends import load_backend
 
-    backend = load_backend(BackendConfig(kind="llama_cpp", model_path=str(gemma_path),
-                                         chat_format="gemma", n_ctx=512))
+    backend = load_backend("llama_cpp", model_path=str(gemma_path),
+                           chat_format="gemma", n_ctx=512)
     try:
         assert backend.chat_mode == "chat" and backend.chat_format == "gemma"
     finally:

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from cm_desktop.backends import BackendConfig, BackendError, ModelFileError, load_backend
+from cm_desktop.backends import BackendError, ModelFileError, backend_options, load_backend
 from cm_desktop.backends.base import check_gguf_file
 
 
 @pytest.mark.parametrize("kind", ["llama_cpp", "hf"])
 def test_missing_file(tmp_path, kind):
     with pytest.raises(ModelFileError, match="not found"):
-        load_backend(BackendConfig(kind=kind, model_path=str(tmp_path / "nope.gguf")))
+        load_backend(kind, model_path=str(tmp_path / "nope.gguf"))
 
 
 @pytest.mark.parametrize("kind", ["llama_cpp", "hf"])
@@ -22,7 +22,7 @@ def test_not_gguf(tmp_path, kind):
     f = tmp_path / "model.gguf"
     f.write_bytes(b"<html>404 not found</html>" * 100)
     with pytest.raises(ModelFileError, match="not a GGUF"):
-        load_backend(BackendConfig(kind=kind, model_path=str(f)))
+        load_backend(kind, model_path=str(f))
 
 
 def test_truncated_real_model(tmp_path, gemma_path):
@@ -33,7 +33,7 @@ def test_truncated_real_model(tmp_path, gemma_path):
         f = tmp_path / f"cut{cut}.gguf"
         f.write_bytes(data[:cut])
         with pytest.raises(ModelFileError, match="truncated|damaged"):
-            load_backend(BackendConfig(kind="llama_cpp", model_path=str(f)))
+            load_backend("llama_cpp", model_path=str(f))
 
 
 def test_whole_model_passes_the_check(gemma_path):
@@ -46,7 +46,7 @@ def test_bad_file_does_not_kill_the_process(tmp_path):
     f = tmp_path / "garbage.gguf"
     f.write_bytes(b"GGUF" + b"\xff" * 5000)
     code = ("import sys\nfrom cm_desktop.backends import *\n"
-            f"try:\n    load_backend(BackendConfig(model_path={str(f)!r}))\n"
+            f"try:\n    load_backend(model_path={str(f)!r})\n"
             "except ModelFileError as e:\n    print('CLEAR:', e); sys.exit(0)\nsys.exit(3)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -55,7 +55,9 @@ def test_bad_file_does_not_kill_the_process(tmp_path):
 
 def test_unknown_kind():
     with pytest.raises(BackendError, match="unknown backend kind"):
-        BackendConfig(kind="tensorflow")
+        backend_options("tensorflow")
+    with pytest.raises(BackendError, match="unknown backend kind"):
+        load_backend("tensorflow")
 
 
 def test_importing_backends_does_not_import_model_libraries():

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from cm_desktop.backends import BackendConfig, load_backend
+from cm_desktop.backends import load_backend
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +21,8 @@ CANDS = [" weather", " music", " rain tomorrow"]
 
 @pytest.fixture()
 def openai_backend(llama_server):
-    b = load_backend(BackendConfig(kind="openai", base_url=llama_server, timeout=120,
-                                   max_retries=0, concurrency=2))
+    b = load_backend("openai", base_url=llama_server, timeout=120,
+                     max_retries=0, concurrency=2)
     yield b
     b.close()
 
@@ -48,8 +48,8 @@ def test_complete_and_stream(openai_backend):
 
 
 def test_enum_path_gives_a_one_hot_choice(llama_server):
-    b = load_backend(BackendConfig(kind="openai", base_url=llama_server, timeout=120,
-                                   max_retries=0, extra={"score_path": "enum"}))
+    b = load_backend("openai", base_url=llama_server, timeout=120,
+                     max_retries=0, score_path="enum")
     s = b.score(PROMPT, CANDS)
     assert s.method == "enum"
     assert sorted(s.probabilities().tolist()) == [0.0, 0.0, 1.0]
@@ -64,8 +64,8 @@ def test_key_is_sent_but_never_stored(llama_server, bank, tmp_path, _isolated_ho
 
     key = "sk-test-ZX81-secret-key-0123456789"
     credentials.set_api_key(key, llama_server)
-    b = load_backend(BackendConfig(kind="openai", base_url=llama_server, timeout=120,
-                                   max_retries=0))
+    b = load_backend("openai", base_url=llama_server, timeout=120,
+                     max_retries=0)
     assert b._client.api_key == key  # the client sends it as the bearer token
     assert b.complete("Hello", max_tokens=2) is not None  # a real request carrying the key
     fp = b.fingerprint

@@ -40,7 +40,7 @@ def downloaded(lib: ModelLibrary) -> list:
 
 
 def test_a_good_download_is_listed_with_its_metadata_and_loads(hub, gemma_sha256, gemma_path):
-    from cm_desktop.backends import BackendConfig, load_backend
+    from cm_desktop.backends import load_backend
 
     events = []
     m = pull(REPO_ID, FILENAME, progress=events.append)
@@ -62,7 +62,7 @@ def test_a_good_download_is_listed_with_its_metadata_and_loads(hub, gemma_sha256
             "chat_template"} <= set(entry[0])
     assert isinstance(entry[0]["chat_template"], bool)
 
-    backend = load_backend(BackendConfig(kind="llama_cpp", model_path=m.path, n_ctx=512))
+    backend = load_backend("llama_cpp", model_path=m.path, n_ctx=512)
     try:
         scores = backend.score("The capital of France is", [" Paris", " banana"])
         assert scores.logprob[0] > scores.logprob[1]

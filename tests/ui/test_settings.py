@@ -44,10 +44,10 @@ def test_invalid_values_are_refused_on_save():
 
 
 def test_backend_config_follows_the_chosen_backend():
-    from cm_desktop.backends import BackendConfig
+    from cm_desktop.backends import OpenAIBackend
 
     cfg = Settings(backend_kind="openai", openai_base_url="http://127.0.0.1:9/v1", openai_model="m").backend_config()
-    assert isinstance(cfg, BackendConfig) and (cfg.kind, cfg.base_url, cfg.model) == ("openai", "http://127.0.0.1:9/v1", "m")
+    assert isinstance(cfg, OpenAIBackend.Options) and (cfg.kind, cfg.base_url, cfg.model) == ("openai", "http://127.0.0.1:9/v1", "m")
     cfg = Settings(model_path="").backend_config()
     assert cfg.kind == "llama_cpp" and cfg.model_path is None
 
