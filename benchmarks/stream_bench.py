@@ -40,8 +40,9 @@ def main() -> None:
     path = str(default_model_path())
     # chat_format given explicitly: both sides then stream through the same Gemma chat template
     # (without it the base model is served as a plain transcript, a different prompt).
+    # repeat_penalty 1.0 on our side: raw create_chat_completion's default, so both sample alike
     ours = load_backend("llama_cpp", model_path=path, n_threads=args.threads,
-                        chat_format="gemma")
+                        chat_format="gemma", repeat_penalty=1.0)
     raw = llama_cpp.Llama(model_path=path, n_ctx=4096, n_batch=512, n_ubatch=ours.options.n_ubatch,
                           n_threads=args.threads, n_threads_batch=args.threads, seed=0,
                           verbose=False, chat_format="gemma")

@@ -104,6 +104,10 @@ class HFBackend(Backend):
     def _token_ids(self, text: str, *, prompt: bool) -> list[int]:
         return self.tokenizer(text, add_special_tokens=prompt)["input_ids"]
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in a prompt (what the chat counts to fit a conversation)."""
+        return len(self._token_ids(text, prompt=False))
+
     # -- scoring ----------------------------------------------------------------------------
     def _head_logprobs(self, hidden, targets):
         """log p(target) at each row of `hidden` (rows x d), applying the LM head only there."""

@@ -337,6 +337,64 @@ class OpenAIBackend(Backend):
             pass
 
 
+@dataclass
+class ServerCheck:
+    """What check_server found out about an OpenAI-compatible server."""
+
+    url: str                 # without credentials: safe to show
+    models: list[str]        # the ids /v1/models lists, in its order
+    model: str               # the one checked: the one asked for, else the first listed
+    exact_scoring: bool      # /v1/completions gives log-probs of the prompt's tokens (echo)
+    detail: str              # why not, when exact_scoring is False
+
+    def summary(self) -> str:
+        """One line for a status bar or a terminal."""
+        n = len(self.models)
+        scoring = ("exact log-prob scoring available" if self.exact_scoring else
+                   f"no exact log-prob scoring ({self.detail}); responses are chosen by the "
+                   "model's answer instead")
+        return f"{self.url}: {n} model{'s' if n != 1 else ''}, using {self.model}; {scoring}"
+
+
+def check_server(base_url: str, model: str | None = None, *, timeout: float = 10.0
+                 ) -> ServerCheck:
+    """Reach an OpenAI-compatible server, list its models, and find out whether it scores.
+
+    Makes two requests: GET {base_url}/models and one tiny completion with echo + logprobs
+    (what the backend's exact scoring needs). Raises EndpointError with a one-line message
+    naming the URL when the server cannot be reached, refuses (401, 404...), answers with
+    something that is not the API, or serves no models, or does not serve `model`. The API
+    key comes from cm_desktop.credentials, as for the backend.
+    """
+    backend = OpenAIBackend(OpenAIBackend.Options(
+        base_url=base_url, model=None, timeout=timeout, max_retries=0, concurrency=1))
+    try:
+        listed = backend._call("list models", lambda: backend._client.models.list())
+        try:
+            models = [str(m.id) for m in (getattr(listed, "data", None) or [])]
+        except AttributeError:
+            raise EndpointError(f"list models at {backend.url}: malformed response (no model ids)",
+                                url=backend.url, cause="malformed response") from None
+        if not models:
+            raise EndpointError(f"{backend.url} serves no models", url=backend.url, cause="empty")
+        if model and model not in models:
+            raise EndpointError(f"{backend.url} does not serve {model!r}; it serves "
+                                f"{_short(', '.join(models), 120)}", url=backend.url,
+                                cause="no such model")
+        backend._model = model or models[0]
+        try:
+            backend._one_logprob("The sky is", " blue")
+            exact, detail = True, ""
+        except EndpointError as exc:
+            if exc.cause in ("timeout",) or (exc.status is None and exc.cause != "no logprobs"
+                                             and exc.cause != "malformed response"):
+                raise
+            exact, detail = False, exc.cause or "refused"
+        return ServerCheck(backend.url, models, backend._model, exact, detail)
+    finally:
+        backend.close()
+
+
 def _root_cause(exc: BaseException) -> str:
     seen = exc
     while seen.__cause__ is not None or seen.__context__ is not None:

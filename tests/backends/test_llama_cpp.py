@@ -26,7 +26,8 @@ def test_fingerprint_and_chat_format(llama_backend, gemma_path):
     fp = llama_backend.fingerprint
     assert re.fullmatch(r"llama_cpp:gemma-3-270m-q4_k_m\.gguf:\d+:[0-9a-f]{12}", fp)
     assert fp.split(":")[2] == str(gemma_path.stat().st_size)
-    assert llama_backend.chat_format == "gemma"  # the GGUF has no template; chosen by arch
+    # the GGUF has no template and its name says base model: served as a plain transcript
+    assert llama_backend.chat_mode == llama_backend.chat_format == "transcript"
 
 
 def test_scores_match_the_naive_reference(llama_backend):
@@ -130,7 +131,9 @@ def test_complete_and_stream(llama_backend):
 
 
 def test_two_threads_serialise_not_corrupt(llama_backend):
-    ps = [prompt("play some jazz"), prompt("will it rain tomorrow")]
+    # Prompts whose best label leads by > 2 nats: a score moves by up to 0.16 nats with the
+    # cache's state (measured against score_uncached), so the argmax holds whatever ran before.
+    ps = [prompt("wake me up at seven tomorrow"), prompt("is it going to be sunny")]
     serial = [llama_backend.score(p, CANDS).logprob for p in ps]
     results = {}
 
@@ -160,7 +163,8 @@ def test_shared_prefixes_are_decoded_once(llama_backend):
 
 
 def test_base_model_chats_as_a_transcript_and_never_shows_a_cut_stop(llama_backend):
-    from cm_desktop.backends.llama_cpp import _split_stop_prefix, render_transcript
+    from cm_desktop.backends.chat_text import render_transcript
+    from cm_desktop.backends.chat_text import split_stop_prefix as _split_stop_prefix
 
     # The embedded Gemma is a base model with no template: served as a plain dialogue.
     assert llama_backend.chat_mode == "transcript"
@@ -190,6 +194,8 @@ def test_explicit_chat_format_uses_the_template(gemma_path):
     backend = load_backend("llama_cpp", model_path=str(gemma_path),
                            chat_format="gemma", n_ctx=512)
     try:
-        assert backend.chat_mode == "chat" and backend.chat_format == "gemma"
+        assert backend.chat_mode == "format" and backend.chat_format == "gemma"
+        text, bos, _ = backend.chat_prompt([{"role": "user", "content": "Hi"}])
+        assert text == "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n" and bos
     finally:
         backend.close()
