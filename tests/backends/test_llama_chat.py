@@ -185,17 +185,6 @@ def test_runaway_repetition_ends_the_reply(gemma_path):
         b.close()
 
 
-def test_the_repeat_penalty_is_applied(gemma_path, llama_backend):
-    prompt = "The number is 1000000000000000000000000000"
-    plain = load_backend("llama_cpp", model_path=str(gemma_path), n_ctx=512, repeat_penalty=1.0)
-    try:
-        without = plain.complete(prompt, max_tokens=20)
-    finally:
-        plain.close()
-    assert llama_backend.options.repeat_penalty > 1.0
-    assert llama_backend.complete(prompt, max_tokens=20) != without
-
-
 def test_runaway_rule_and_stop_scanner():
     assert runaway_repetition([5] * 24) == 1
     assert runaway_repetition([5] * 23) == 0
