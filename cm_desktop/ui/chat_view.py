@@ -6,7 +6,7 @@ counts, the nearest rated instances, the rule that fired, passes and time), a ra
 toggle, 👍 (rates y' → chosen) and 👎 (pick what you meant: the candidate set first, then the full
 set, filterable), Regenerate and Copy. Enter sends, Shift+Enter adds a newline, Stop or Esc cancels.
 
-Conversations are kept in the bank: the side list opens, searches, renames and deletes them
+Conversations are kept in the bank (chat_conversations.py): the side list opens, searches, renames and deletes them
 (Ctrl+N starts a new one), the last one is open again after a restart, and a conversation can be
 exported as Markdown. A reply is written from the chosen response, its guidance and the
 conversation so far (cm.chat); a follow-up is decided together with the previous user turn.
@@ -19,9 +19,10 @@ import itertools
 import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QPushButton, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from cm_desktop.cm import chat
+from cm_desktop.ui.chat_conversations import ConversationRef, ConversationsMixin
 from cm_desktop.ui.chat_widgets import ChatInput, PickResponseDialog, ReplyWidget
 from cm_desktop.ui.conversation_list import NO_RATINGS, ConversationList
 from cm_desktop.ui.ops import BankQuery, BankWrite, ModelJob, Priority
@@ -29,20 +30,7 @@ from cm_desktop.ui.plain import one_line, plain_label, set_plain
 from cm_desktop.ui.rating_commands import AddRatingCommand
 
 
-class _ConversationRef:
-    """The conversation new turns go to. Its id is set on the write thread by the first write
-    of a new conversation; later writes, queued behind it, read it there."""
-
-    def __init__(self, profile: str, conversation_id: int | None = None):
-        self.profile, self.id = profile, conversation_id
-
-    def ensure(self, bank) -> int:
-        if self.id is None:
-            self.id = bank.create_conversation(self.profile).id
-        return self.id
-
-
-class ChatView(QWidget):
+class ChatView(ConversationsMixin, QWidget):
     reply_finished = Signal(object)      # the ReplyWidget whose answer finished (or stopped)
     conversation_loaded = Signal(object)  # the Conversation shown (None: a new, empty one)
     busy_changed = Signal(bool)           # waiting for the model (the Rate view pauses prefetch)
@@ -57,7 +45,7 @@ class ChatView(QWidget):
         self.guidance_dialog = None
         self._responses: list[str] = []
         self.history: list[dict] = []        # the open conversation's turns, as chat messages
-        self.conversation = _ConversationRef(ctx.profile or "")
+        self.conversation = ConversationRef(ctx.profile or "")
         self._build()
         ctx.profile_changed.connect(self._profile_changed)
         if ctx.profile:
@@ -127,131 +115,7 @@ class ChatView(QWidget):
                   context=Qt.WidgetWithChildrenShortcut)
         self.setFocusProxy(self.input)
 
-    # ---- conversations -------------------------------------------------------------------------
-    def _clear(self) -> None:
-        self.stop()
-        while self.messages.count() > 1:
-            item = self.messages.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
-        self.replies = []
-        self.history = []
-
-    def new_conversation(self) -> None:
-        """An empty conversation; it is stored when its first message is sent."""
-        self._clear()
-        self.conversation = _ConversationRef(self.ctx.profile or "")
-        set_plain(self.title_label, "New conversation")
-        self.conversation_list.mark_current(None)
-        self.conversation_list.refresh()
-        self.conversation_loaded.emit(None)
-        self.input.setFocus()
-
-    def open_latest(self) -> None:
-        """The profile's most recently used conversation (after a restart), else a new one."""
-        profile = self.ctx.profile
-        if not profile:
-            return
-
-        def found(conv):
-            if profile != self.ctx.profile or self.replies:
-                return      # the user started chatting before the last conversation was read
-            if conv is None:
-                self.new_conversation()
-            else:
-                self._show_conversation(conv)
-
-        def latest(job):
-            summary = job.bank.latest_conversation(profile)
-            return job.bank.conversation(summary.id) if summary else None
-
-        (BankQuery(self, latest).supersedes((id(self), "open")).labelled("Opening the conversation")
-         .success(found).run())
-
-    def open_conversation(self, conversation_id: int) -> None:
-        (BankQuery(self, lambda job: job.bank.conversation(conversation_id))
-         .supersedes((id(self), "open")).labelled("Opening the conversation")
-         .success(self._show_conversation).run())
-
-    def _show_conversation(self, conv) -> None:
-        from cm_desktop.cm.engine import Trace
-
-        if conv.profile != self.ctx.profile:
-            return
-        self._clear()
-        self.conversation = _ConversationRef(conv.profile, conv.id)
-        set_plain(self.title_label, conv.title or "New conversation")
-        history: list[dict] = []
-        for m in conv.messages:
-            if m.role == "user":
-                self._add_message(self._user_bubble(m.text))
-                history.append({"role": "user", "content": m.text})
-                continue
-            query = history[-1]["content"] if history and history[-1]["role"] == "user" else ""
-            reply = ReplyWidget(self, next(self._ids), query)
-            reply.message_id = m.id
-            reply.history = [dict(t) for t in history[:-1]]
-            try:
-                trace = Trace.from_dict(m.trace) if m.trace else None
-            except (KeyError, TypeError, ValueError):
-                trace = None          # a trace from another version: the reply still shows
-            if trace is not None:
-                reply.set_trace(trace)
-                reply.regenerate_button.setEnabled(True)
-            else:       # no decision stored with it: the meaning alone, if any
-                set_plain(reply.header, f"→ {m.response}" if m.response else "")
-            reply.rated = m.rating_id is not None
-            if reply.rated:
-                reply.up_button.setEnabled(False)
-                reply.down_button.setEnabled(False)
-            reply.copy_button.setEnabled(True)
-            reply.append("personal", m.text)
-            self._add_message(reply)
-            self.replies.append(reply)
-            if m.text.strip():
-                history.append({"role": "assistant", "content": m.text})
-        self.history = history
-        self.conversation_list.mark_current(conv.id)
-        self.conversation_list.refresh()
-        self.conversation_loaded.emit(conv)
-
-    def _deleted(self, conversation_id: int) -> None:
-        if self.conversation.id == conversation_id:
-            self.new_conversation()
-
-    def export_markdown(self, path: str | None = None) -> None:
-        """Write the open conversation as Markdown (asks where when no path is given)."""
-        cid = self.conversation.id
-        if cid is None:
-            self.ctx.status_message.emit("Nothing to export yet: send a message first.")
-            return
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export conversation", "conversation.md",
-                                                  "Markdown (*.md)")
-            if not path:
-                return
-
-        def write(job):
-            from bank_store import conversation_markdown
-            from bank_store.files import write_private_atomic
-
-            write_private_atomic(path, conversation_markdown(job.bank.conversation(cid))
-                                 .encode("utf-8"))
-            return path
-
-        (BankQuery(self, write).labelled("Exporting the conversation")
-         .success(lambda p: self.ctx.status_message.emit(f"Saved the conversation to {p}")).run())
-
     # ---- sending -----------------------------------------------------------------------------
-    @staticmethod
-    def _user_bubble(text: str) -> QFrame:
-        bubble = QFrame()
-        bubble.setObjectName("bubbleUser")
-        bl = QVBoxLayout(bubble)
-        bl.setContentsMargins(12, 8, 12, 8)
-        bl.addWidget(plain_label(text, selectable=True))
-        return bubble
-
     def send(self, text: str | None = None) -> ReplyWidget | None:
         text = (text if isinstance(text, str) else self.input.toPlainText()).strip()
         profile = self.ctx.profile
@@ -269,7 +133,7 @@ class ChatView(QWidget):
         self.history.append({"role": "user", "content": text})
         ref = self.conversation
         if ref.profile != profile:
-            ref = self.conversation = _ConversationRef(profile)
+            ref = self.conversation = ConversationRef(profile)
 
         def save_user(job):
             return job.bank.add_message(ref.ensure(job.bank), "user", text)
@@ -279,7 +143,7 @@ class ChatView(QWidget):
         self._decide(reply, profile)
         return reply
 
-    def _saved(self, ref: _ConversationRef) -> None:
+    def _saved(self, ref: ConversationRef) -> None:
         if ref is self.conversation:
             self.conversation_list.mark_current(ref.id)
         self.conversation_list.refresh()

@@ -12,10 +12,7 @@ bank knows least about (`CMEngine.coverage_need`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QKeySequence
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -35,72 +32,11 @@ from cm_desktop.cm.choices import filter_responses, top_choices
 from cm_desktop.cm.retrieval import normalise_text
 from cm_desktop.ui.ops import BankQuery, FileTask, ModelJob, Priority
 from cm_desktop.ui.plain import one_line, plain_label, set_plain
+from cm_desktop.ui.rate_queue import KeyRouter, QueueItem
 from cm_desktop.ui.rating_commands import AddRatingCommand
 from cm_desktop.datasets import Query, read_queries
 
 PREFETCH = 3           # proposals computed ahead of the current query
-
-
-@dataclass
-class QueueItem:
-    query: Query
-    trace: object = None          # cm Trace once proposed
-    need: float | None = None     # coverage need (higher = the bank knows less)
-    requested: bool = False
-    error: BaseException | None = None
-    fingerprint: str | None = None  # the model that proposed it
-    job: object = None              # the proposal's BackgroundOp while it runs
-
-    def forget_proposal(self) -> None:
-        """Drop the proposal and any still being computed (its result will not arrive)."""
-        if self.job is not None and not self.job.done:
-            self.job.cancel()
-        self.trace, self.need, self.requested, self.error, self.job = None, None, False, None, None
-
-    @property
-    def text(self) -> str:
-        return self.query.text
-
-
-class _KeyRouter(QObject):
-    """Routes the Rate view's keys from the filter box (see the module docstring)."""
-
-    def __init__(self, view: "RateView"):
-        super().__init__(view)
-        self.view = view
-
-    def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
-        if event.type() == QEvent.ShortcutOverride and (
-                event.matches(QKeySequence.Undo) or event.matches(QKeySequence.Redo)):
-            # not the filter box's own text undo: Ctrl+Z means the rating (Edit > Undo)
-            return True
-        if event.type() != QEvent.KeyPress:
-            return False
-        v, key, text = self.view, event.key(), event.text()
-        empty = not v.filter_edit.text()
-        if event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier):
-            return False
-        if obj is not v.filter_edit and text and text.strip() and text.isprintable() \
-                and not (empty and text in "123456789"):
-            v.filter_edit.setFocus()      # typing anywhere in the view filters the responses
-            v.filter_edit.insert(text)
-            return True
-        if key in (Qt.Key_Return, Qt.Key_Enter):
-            v.pick_filtered() if not empty else v.accept()
-            return True
-        if empty and text and text in "123456789" and len(text) == 1:
-            v.pick_top(int(text))
-            return True
-        if empty and key == Qt.Key_Backspace:
-            v.skip()
-            return True
-        if key == Qt.Key_Escape:
-            v.filter_edit.clear()
-            return True
-        if key in (Qt.Key_Up, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_PageDown):
-            v.move_selection(key)
-            return True
-        return False
 
 
 class RateView(QWidget):
@@ -171,7 +107,7 @@ class RateView(QWidget):
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Type to search the response set…")
         self.filter_edit.textChanged.connect(self._refilter)
-        self._key_router = _KeyRouter(self)
+        self._key_router = KeyRouter(self)
         self.filter_edit.installEventFilter(self._key_router)
         self.all_list = QListWidget()
         self.all_list.setFocusPolicy(Qt.NoFocus)

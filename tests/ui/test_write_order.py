@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from cm_desktop.cm.engine import Trace
 from cm_desktop.ui.background_op import live_ops
-from cm_desktop.ui.rate_view import QueueItem
+from cm_desktop.ui.rate_queue import QueueItem
 from cm_desktop.datasets import Query
 
 RESPONSES = ["yes", "no", "maybe"]

@@ -1,0 +1,77 @@
+"""The Rate view's parts beside the view itself: a queued query with its proposal, and the
+router that gives the view its keys wherever focus is inside it (see rate_view's docstring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QKeySequence
+
+from cm_desktop.datasets import Query
+
+if TYPE_CHECKING:
+    from cm_desktop.ui.rate_view import RateView
+
+
+@dataclass
+class QueueItem:
+    query: Query
+    trace: object = None          # cm Trace once proposed
+    need: float | None = None     # coverage need (higher = the bank knows less)
+    requested: bool = False
+    error: BaseException | None = None
+    fingerprint: str | None = None  # the model that proposed it
+    job: object = None              # the proposal's BackgroundOp while it runs
+
+    def forget_proposal(self) -> None:
+        """Drop the proposal and any still being computed (its result will not arrive)."""
+        if self.job is not None and not self.job.done:
+            self.job.cancel()
+        self.trace, self.need, self.requested, self.error, self.job = None, None, False, None, None
+
+    @property
+    def text(self) -> str:
+        return self.query.text
+
+
+class KeyRouter(QObject):
+    """Routes the Rate view's keys from the filter box (see the module docstring)."""
+
+    def __init__(self, view: "RateView"):
+        super().__init__(view)
+        self.view = view
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+        if event.type() == QEvent.ShortcutOverride and (
+                event.matches(QKeySequence.Undo) or event.matches(QKeySequence.Redo)):
+            # not the filter box's own text undo: Ctrl+Z means the rating (Edit > Undo)
+            return True
+        if event.type() != QEvent.KeyPress:
+            return False
+        v, key, text = self.view, event.key(), event.text()
+        empty = not v.filter_edit.text()
+        if event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier):
+            return False
+        if obj is not v.filter_edit and text and text.strip() and text.isprintable() \
+                and not (empty and text in "123456789"):
+            v.filter_edit.setFocus()      # typing anywhere in the view filters the responses
+            v.filter_edit.insert(text)
+            return True
+        if key in (Qt.Key_Return, Qt.Key_Enter):
+            v.pick_filtered() if not empty else v.accept()
+            return True
+        if empty and text and text in "123456789" and len(text) == 1:
+            v.pick_top(int(text))
+            return True
+        if empty and key == Qt.Key_Backspace:
+            v.skip()
+            return True
+        if key == Qt.Key_Escape:
+            v.filter_edit.clear()
+            return True
+        if key in (Qt.Key_Up, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_PageDown):
+            v.move_selection(key)
+            return True
+        return False
