@@ -46,7 +46,7 @@ class DownloadProgress:
     phase: str              # "downloading" | "verifying"
     done: int               # bytes
     total: int
-    bytes_per_s: float      # this session's transfer rate (0 while verifying)
+    bytes_per_s: float      # this download's transfer rate (0 while verifying)
     eta_s: float | None
 
 
