@@ -79,6 +79,12 @@ class InferenceWorker(QObject):
             from cm_desktop.backends import load_backend
 
             try:
+                if getattr(config, "kind", "") == "openai":
+                    # building the client contacts nobody: ask the server first, so that
+                    # "loaded" is never said of a server that did not answer
+                    from cm_desktop.backends.openai_api import check_server
+
+                    check_server(config.base_url, config.model, timeout=config.timeout)
                 backend = load_backend(config)
             except BaseException as exc:
                 job.session.backend_error = exc

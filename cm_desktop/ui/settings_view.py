@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
 from cm_desktop.settings import STRATEGIES, VARIANTS
 from cm_desktop.ui.models_panel import ModelsPanel
 from cm_desktop.ui.ops import FileTask
-from cm_desktop.ui.plain import plain_label, set_plain
+from cm_desktop.ui.plain import one_line, plain_label, set_plain
+from cm_desktop.ui.server_check_row import ServerCheckRow
 
 BACKEND_LABELS = {"llama_cpp": "llama.cpp (GGUF file, on this computer)",
                   "hf": "Hugging Face transformers (on this computer)",
@@ -108,6 +109,8 @@ class SettingsView(QWidget):
         self.openai_model_edit = QLineEdit()
         self.openai_model_edit.setPlaceholderText("The served model's name")
         form.addRow("Server model", self.openai_model_edit)
+        self.server_check = ServerCheckRow(self.ctx, self.url_edit, self.openai_model_edit)
+        form.addRow("", self.server_check)
         self.key_edit = QLineEdit()
         self.key_edit.setEchoMode(QLineEdit.Password)
         self.key_edit.setPlaceholderText("Stored in the system keyring, never in a file you share")
@@ -195,7 +198,8 @@ class SettingsView(QWidget):
         for widget in (self.model_edit, self.browse_button):
             widget.setEnabled(kind == "llama_cpp")
         self.hf_edit.setEnabled(kind == "hf")
-        for widget in (self.url_edit, self.openai_model_edit, self.key_edit, self.key_button):
+        for widget in (self.url_edit, self.openai_model_edit, self.server_check, self.key_edit,
+                       self.key_button):
             widget.setEnabled(kind == "openai")
 
     # ---- model file ----------------------------------------------------------------------------
@@ -298,13 +302,14 @@ class SettingsView(QWidget):
         except Exception as exc:  # noqa: BLE001 - a bad config is shown, not raised
             self.ctx.show_error(self, "The backend settings are not valid", exc)
             return None
-        set_plain(self.status_label, "Saved. Loading the model…")
+        remote = getattr(config, "kind", "") == "openai"   # checked by a request before it counts as loaded
+        set_plain(self.status_label, "Saved. Reaching the server…" if remote else "Saved. Loading the model…")
 
         def loaded(_result):
             set_plain(self.status_label, "Saved. Model loaded.")
 
         def failed(exc):
-            set_plain(self.status_label, "Saved, but the model did not load.")
+            set_plain(self.status_label, "Saved, but the model did not load. " + one_line(exc, 300))
             self.ctx.show_error(self, "The model could not be loaded", exc)
 
         return self.ctx.inference.load_backend(config, on_success=loaded, on_failure=failed)

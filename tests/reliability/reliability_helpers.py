@@ -5,12 +5,9 @@ file from the outside (raw sqlite3, read-only) so a check never goes through the
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import sys
-import time
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -99,35 +96,6 @@ def counts_table_matches_group_by(path: Path) -> tuple[list[tuple], list[tuple]]
         return kept, grouped
     finally:
         con.close()
-
-
-class Hang(Exception):
-    """Raised in the main thread when a call runs past its time limit."""
-
-
-@contextmanager
-def time_limit(seconds: float, what: str):
-    """Turn a hang into a test failure naming what hung (SIGALRM: main thread, POSIX)."""
-
-    if not hasattr(signal, "setitimer"):  # Windows: fall back on pytest-timeout alone
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise Hang(f"{what} did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    started = time.monotonic()
-    # An outer timer (pytest-timeout's signal method) is put back with the time it had left.
-    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer_delay:
-            left = max(outer_delay - (time.monotonic() - started), 0.001)
-            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
 
 
 def file_mode(path: Path) -> int:

@@ -101,3 +101,56 @@ def test_api_key_goes_to_the_keyring_not_the_settings(app_window, qtbot):
     assert credentials.get_api_key("http://127.0.0.1:9/v1") == secret
     view.apply()
     assert secret not in settings_path().read_text()
+
+
+def _closed_port() -> int:
+    """A port nothing listens on: bound to learn a free number, then closed."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_test_connection_to_a_closed_port_shows_one_line_and_apply_does_not_load(app_window, qtbot):
+    ctx, window = app_window("Test")
+    view = window.settings_view
+    view.backend_combo.setCurrentIndex(view.backend_combo.findData("openai"))
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    view.url_edit.setText(url)
+    view.openai_model_edit.setText("some-model")
+    row = view.server_check
+    op = row.test_connection()
+    qtbot.waitUntil(lambda: op.done and row.button.isEnabled(), timeout=60000)
+    shown = row.result_label.text()
+    assert shown.startswith("Not reached:") and "127.0.0.1" in shown and "\n" not in shown
+    assert row.models_combo.count() == 0 and row.exact_scoring is None
+    failed = []
+    ctx.inference.backend_failed.connect(failed.append)
+    view.apply()
+    assert Settings.load().openai_base_url == url
+    qtbot.waitUntil(lambda: bool(failed), timeout=60000)
+    status = view.status_label.text()
+    assert status.startswith("Saved, but the model did not load.") and "127.0.0.1" in status
+    assert "Model loaded" not in status and not ctx.inference.session.has_backend
+
+
+@pytest.mark.slow
+def test_test_connection_lists_the_served_model_and_says_scoring_is_exact(app_window, qtbot, llama_server):
+    ctx, window = app_window("Test")
+    view = window.settings_view
+    view.backend_combo.setCurrentIndex(view.backend_combo.findData("openai"))
+    view.url_edit.setText(llama_server)
+    view.openai_model_edit.clear()
+    row = view.server_check
+    op = row.test_connection()
+    qtbot.waitUntil(lambda: op.done and row.button.isEnabled(), timeout=300000)
+    served = [row.models_combo.itemText(i) for i in range(row.models_combo.count())]
+    assert served == ["gemma-3-270m"], row.result_label.text()
+    assert view.openai_model_edit.text() == "gemma-3-270m"   # an empty field takes the served one
+    assert row.exact_scoring is True and "exact log-prob scoring available" in row.result_label.text()
+    loaded = []
+    ctx.inference.backend_loaded.connect(lambda kind, fp: loaded.append(kind))
+    view.apply()
+    qtbot.waitUntil(lambda: bool(loaded), timeout=300000)
+    assert loaded == ["openai"] and view.status_label.text() == "Saved. Model loaded."
