@@ -133,8 +133,11 @@ class LlamaCppBackend(BranchScoring, ChatGeneration, Backend):
         self._lib = llama_cpp
         self.model_path = path
         self.n_threads = int(config.n_threads or os.cpu_count() or 1)
-        n_seq = min(_MAX_SEQUENCES, int(getattr(llama_cpp, "llama_max_parallel_sequences",
-                                                lambda: 1)()))
+        # No more sequences than n_batch: llama.cpp reserves at least n_seq_max output rows
+        # per decode but caps the output buffer at n_batch rows, and aborts the process
+        # (GGML_ASSERT n_outputs_max <= cparams.n_outputs_max) on the first decode otherwise.
+        n_seq = min(_MAX_SEQUENCES, int(config.n_batch),
+                    int(getattr(llama_cpp, "llama_max_parallel_sequences", lambda: 1)()))
         try:
             with _context_params_for(llama_cpp, n_seq):
                 self._llm = llama_cpp.Llama(

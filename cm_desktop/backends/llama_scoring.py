@@ -55,7 +55,9 @@ class BranchScoring:
         for i in order:
             toks = cand_tokens[i]
             new = {tuple(toks[:j + 1]) for j in range(len(toks) - 1)} - nodes
-            full = (len(nodes) + len(new) > _MAX_OUTPUT_ROWS or len(cur) >= self.n_branches
+            # a round is one decode call, so its rows also fit the batch (n_batch may be < 64)
+            full = (len(nodes) + len(new) > min(_MAX_OUTPUT_ROWS, self.n_batch)
+                    or len(cur) >= self.n_branches
                     or n0 + len(nodes) + len(new) > self.n_ctx)
             if cur and full:
                 rounds.append(cur)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -199,3 +202,40 @@ def test_explicit_chat_format_uses_the_template(gemma_path):
         assert text == "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n" and bos
     finally:
         backend.close()
+
+
+
+# Run in a child process: a llama.cpp GGML_ASSERT aborts the whole process, and here it must fail
+# this test rather than end pytest. The smallest n_batch the Options allow also forces n_ubatch
+# down to it, and llama.cpp's sums depend on the compute-step size (measured on this prompt:
+# n_ubatch 8 and 12 gave -4.8038 for " weather", 9 gave -4.7569, 16 and 128 gave -4.9155, whatever
+# n_batch), so the reference is the default n_batch at the same n_ubatch.
+_SMALL_BATCH_SCRIPT = """
+import dataclasses, json, sys
+from cm_desktop.backends import load_backend
+from cm_desktop.backends.llama_cpp import LlamaCppBackend
+prompt, cands = sys.argv[2], json.loads(sys.argv[3])
+field = {f.name: f for f in dataclasses.fields(LlamaCppBackend.Options)}["n_batch"]
+smallest = field.metadata["range"][0]
+out = {"smallest": smallest}
+for name, kw in [("small", dict(n_batch=smallest)), ("default", {})]:
+    b = load_backend("llama_cpp", model_path=sys.argv[1], n_threads=1, n_ubatch=smallest, **kw)
+    out[name] = {"uncached": b.score_uncached(prompt, cands).logprob.tolist(),
+                 "cached": b.score(prompt, cands).logprob.tolist(), "n_batch": b.n_batch}
+    b.close()
+print(json.dumps(out))
+"""
+
+
+def test_smallest_n_batch_scores_without_aborting(gemma_path):
+    prompt_text = "Weather or music? Message: will it rain\nAnswer:"
+    cands = [" weather", " music", " rain tomorrow"]
+    proc = subprocess.run([sys.executable, "-c", _SMALL_BATCH_SCRIPT, str(gemma_path),
+                           prompt_text, json.dumps(cands)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["small"]["n_batch"] == out["smallest"] < out["default"]["n_batch"]
+    # same tokens, same compute steps: the batch size changes only how decode calls are cut
+    assert out["small"]["uncached"] == out["default"]["uncached"]
+    np.testing.assert_allclose(out["small"]["cached"], out["default"]["cached"], rtol=0, atol=1e-6)
