@@ -32,7 +32,12 @@ def test_scores_agree_with_llama_cpp(openai_backend, llama_backend):
     assert remote.method == "logprobs" and openai_backend.score_path == "logprobs"
     local = llama_backend.score_uncached(PROMPT, CANDS)  # same one-pass evaluation as the server
     assert remote.n_tokens.tolist() == local.n_tokens.tolist()
-    np.testing.assert_allclose(remote.logprob, local.logprob, atol=0.05)
+    # Measured: |remote - local| was 0.0543 nats on " rain tomorrow" (1e-7 on the others) in 4
+    # of 4 scorings at concurrency=1 against one server, the same every time, so request
+    # grouping is not its source. The server reuses the cached prompt and decodes the candidate's
+    # tokens in a small step; llama.cpp's sums depend on the step size (locally, n_ubatch 8
+    # instead of 16 or more moved " weather" by 0.11 nats). 0.1 is about twice the measured gap.
+    np.testing.assert_allclose(remote.logprob, local.logprob, atol=0.1)
     cached = llama_backend.score(PROMPT, CANDS)
     assert remote.best == cached.best
     np.testing.assert_allclose(remote.logprob, cached.logprob, atol=0.6)
