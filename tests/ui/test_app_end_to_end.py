@@ -121,6 +121,10 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path, mod
     assert (newest.instance, newest.model_response, newest.user_response) == (
         SIMILAR, trace.model_response, "card delivery estimate")
 
+    # a pick rewrites the reply for the picked meaning: wait for that reply to be written
+    qtbot.waitUntil(lambda: not chat.is_busy() and reply.trace.chosen == "card delivery estimate"
+                    and bool(reply.answers["personal"].strip()), timeout=model_wait_ms)
+    trace = reply.trace
     # the raw/personalized toggle shows the model's own response (and its answer) and back
     reply.raw_button.click()
     assert reply.header.text() == f"Raw model → {trace.model_response}"

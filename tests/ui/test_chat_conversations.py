@@ -200,8 +200,10 @@ def test_a_long_unbroken_reply_wraps_and_copy_gives_the_original(app_window, qtb
     chat.open_conversation(conv.id)
     qtbot.waitUntil(lambda: len(chat.replies) == 1, timeout=15000)
     reply = chat.replies[0]
-    qtbot.waitUntil(lambda: reply.body.height() > 3 * reply.body.fontMetrics().height(),
-                    timeout=15000)                      # it took several lines ...
+    # the layout settles over several event-loop passes: wait for the state asserted below
+    qtbot.waitUntil(lambda: reply.body.height() > 3 * reply.body.fontMetrics().height()
+                    and reply.body.width() <= chat.scroll.viewport().width(), timeout=15000)
+    assert reply.body.height() > 3 * reply.body.fontMetrics().height()  # it took several lines ...
     assert reply.body.width() <= chat.scroll.viewport().width()   # ... within the view
     assert not chat.scroll.horizontalScrollBar().isVisible()
     reply.copy_button.click()
