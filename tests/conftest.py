@@ -65,7 +65,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def llama_server(gemma_path, tmp_path_factory):
-    """Base URL (…/v1) of a llama-cpp-python server started for this session, stopped at the end."""
+    """Base URL (…/v1) of a llama-cpp-python server started once for the test run, stopped at its end."""
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] not installed")
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
