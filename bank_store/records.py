@@ -10,8 +10,8 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -81,6 +81,24 @@ def utc_now() -> str:
         return f"{_second_text[1]}.{fraction:06d}+00:00"
 
 
+def utc_stamps(n: int) -> list[str]:
+    """What n calls of utc_now() in a row give, from one clock read: a bulk add stamps every
+    rating, and the lock and clock per call were a fifth of its Python time."""
+    global _last_us
+    with _clock_lock:
+        first = max(time.time_ns() // 1000, _last_us + 1)
+        _last_us = first + n - 1
+    heads: dict[int, str] = {}
+    stamps = []
+    for us in range(first, first + n):
+        second, fraction = divmod(us, 1_000_000)
+        head = heads.get(second)
+        if head is None:
+            head = heads[second] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamps.append(f"{head}.{fraction:06d}+00:00")
+    return stamps
+
+
 @dataclass(frozen=True)
 class Profile:
     id: int
@@ -92,8 +110,11 @@ class Profile:
     updated: str
 
 
-@dataclass(frozen=True)
-class Rating:
+class Rating(NamedTuple):
+    """One rating. A named tuple, in the order of the ratings table's columns, because bulk
+    adds, imports and exports make and store one per rating: a tuple is built 6x faster than a
+    frozen dataclass and goes to SQLite's executemany as it is."""
+
     id: str
     instance: str
     model_response: str
@@ -117,7 +138,7 @@ class Rating:
                          self.strategy, self.created)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
 
 @dataclass
@@ -203,7 +224,7 @@ def _bad_text(value: Any, what: str, *, empty: bool, null: bool, unicode: bool) 
 
 
 def make_rating(fields: Mapping[str, Any], *, members: Mapping[str, str] | None = None,
-                fresh: bool = True, unicode: bool = True) -> Rating:
+                fresh: bool = True, unicode: bool = True, now: str | None = None) -> Rating:
     """The one rating validator: a checked Rating from its fields, or RatingFieldError.
 
     fresh=True: a new rating (add_rating, `cm bank add`): fields from FRESH_FIELDS, instance
@@ -213,6 +234,7 @@ def make_rating(fields: Mapping[str, Any], *, members: Mapping[str, str] | None 
     fresh=False: an existing rating (a bank file, a Rating being restored): stored verbatim;
     instance, both responses, source and created are required; an id, if given, must match
     the content. unicode=True also rejects lone surrogates here (otherwise SQLite does).
+    now: the stamp (from utc_stamps) for a fresh rating without a time; utc_now() if None.
     Written flat, because bulk adds and imports call it once per rating.
     """
     allowed = FRESH_FIELDS if fresh else RATING_FIELDS
@@ -229,7 +251,7 @@ def make_rating(fields: Mapping[str, Any], *, members: Mapping[str, str] | None 
     created = fields.get("created")
     stamped = fresh and created is None
     if stamped:
-        created = utc_now()
+        created = utc_now() if now is None else now
     if (unicode or type(instance) is not str or type(y_model) is not str
             or type(y_user) is not str or type(source) is not str or type(created) is not str
             or not (strategy is None or type(strategy) is str)
@@ -268,4 +290,4 @@ def check_rating(r: Rating) -> Rating:
     """An existing Rating object checked by the one validator (its id must match)."""
     if not isinstance(r, Rating):
         raise BankError(f"expected a Rating, not {type(r).__name__}")
-    return make_rating(asdict(r), fresh=False)
+    return make_rating(r._asdict(), fresh=False)

@@ -24,7 +24,7 @@ from .errors import BankError, ProfileExistsError, ProfileNotFoundError, RatingN
 from .guidance import GuidanceMixin
 from .records import (SOURCES, Profile, Rating, RatingFieldError, TransitionMatrix,
                       check_profile_name, check_text, make_rating, normalise_response,
-                      response_index, utc_now, validate_responses)
+                      response_index, utc_now, utc_stamps, validate_responses)
 
 _RATING_COLUMNS = (
     "id, instance, model_response, user_response, source, strategy, fingerprint, created"
@@ -137,11 +137,11 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin):
             return 0
         before = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ratings").fetchone()[0]
         changes_before = conn.total_changes
+        # a Rating is a tuple in the columns' order: it binds as it is (the profile id, an
+        # integer from the profiles table, is part of the statement)
         conn.executemany(
             f"INSERT OR IGNORE INTO ratings (profile_id, {_RATING_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ((p.id, r.id, r.instance, r.model_response, r.user_response, r.source, r.strategy,
-              r.fingerprint, r.created) for r in ratings))
+            f" VALUES ({int(p.id)}, ?, ?, ?, ?, ?, ?, ?, ?)", ratings)
         added = conn.total_changes - changes_before
         # One aggregate statement per batch: new rows are exactly those with seq > before
         # (rowids grow while we hold the write lock).
@@ -159,17 +159,19 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin):
         Rating objects and dicts carrying an "id" are existing ratings: stored verbatim and
         their id must match their content. Dicts without an id are fresh ratings (as add_rating).
         """
+        items = list(ratings)
+        stamps = utc_stamps(len(items))  # one clock read for the fresh ones among them
         with self._txn(write=True) as conn:
             p = self._get_profile(conn, profile)
             members = self._members(p)
             checked: list[Rating] = []
-            for i, item in enumerate(ratings):
+            for i, item in enumerate(items):
                 try:
                     if isinstance(item, Rating):
-                        checked.append(make_rating(item.to_dict(), fresh=False, unicode=False))
+                        checked.append(make_rating(item._asdict(), fresh=False, unicode=False))
                     elif isinstance(item, dict):
-                        checked.append(make_rating(item, members=members,
-                                                   fresh="id" not in item, unicode=False))
+                        checked.append(make_rating(item, members=members, fresh="id" not in item,
+                                                   unicode=False, now=stamps[i]))
                     else:
                         raise BankError(f"expected a Rating or a dict, not {type(item).__name__}")
                 except BankError as e:
@@ -192,7 +194,7 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin):
             if source is not None:
                 sql += " AND source = ?"
                 args += (source,)
-            return [Rating(*row) for row in conn.execute(sql + " ORDER BY seq", args)]
+            return list(map(Rating._make, conn.execute(sql + " ORDER BY seq", args)))
 
     def rating_count(self, profile: str) -> int:
         with self._txn(write=False) as conn:
