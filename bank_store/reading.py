@@ -25,6 +25,7 @@ from typing import Any
 
 from .errors import BankError, BankFileError
 from .files import read_input, size_text
+from .gc_pause import gc_paused
 from .records import Rating, RatingFieldError, make_rating, validate_responses
 
 NATIVE_FORMAT = "cm-desktop-bank"
@@ -104,7 +105,11 @@ def read_bank_file(path: str | os.PathLike, format: str | None = None, *,
     """Parse and validate a bank file (gzip detected by its magic bytes). Pure: no bank access."""
     if format not in (None, "native", "paper"):
         raise BankFileError(f"unknown format {format!r} (use native or paper)")
-    path = Path(path)
+    with gc_paused():  # a big file is ~10 objects a rating, none in a cycle (gc_pause.py)
+        return _read_bank_file(Path(path), format, max_bytes)
+
+
+def _read_bank_file(path: Path, format: str | None, max_bytes: int) -> ParsedBankFile:
     where = str(path)
     data = _read_limited(path, max_bytes)
     if data.startswith(b"\xef\xbb\xbf"):

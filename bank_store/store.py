@@ -20,6 +20,7 @@ import numpy as np
 from . import backups
 from .connection import BankConnection
 from .conversations import ConversationsMixin
+from .gc_pause import gc_paused
 from .errors import BankError, ProfileExistsError, ProfileNotFoundError, RatingNotFoundError
 from .guidance import GuidanceMixin
 from .records import (SOURCES, Profile, Rating, RatingFieldError, TransitionMatrix,
@@ -143,14 +144,24 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin):
             f"INSERT OR IGNORE INTO ratings (profile_id, {_RATING_COLUMNS})"
             f" VALUES ({int(p.id)}, ?, ?, ?, ?, ?, ?, ?, ?)", ratings)
         added = conn.total_changes - changes_before
-        # One aggregate statement per batch: new rows are exactly those with seq > before
-        # (rowids grow while we hold the write lock).
-        conn.execute(
-            "INSERT INTO counts (profile_id, model_response, user_response, n)"
-            " SELECT profile_id, model_response, user_response, COUNT(*) FROM ratings"
-            " WHERE seq > ? GROUP BY profile_id, model_response, user_response"
-            " ON CONFLICT (profile_id, model_response, user_response)"
-            " DO UPDATE SET n = n + excluded.n", (before,))
+        if added == len(ratings):
+            # every rating was new: its pairs are the counts to add (a Counter over the batch
+            # costs a tenth of re-reading the new rows with GROUP BY)
+            pairs = Counter((r.model_response, r.user_response) for r in ratings)
+            conn.executemany(
+                "INSERT INTO counts (profile_id, model_response, user_response, n)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (profile_id, model_response, user_response)"
+                " DO UPDATE SET n = n + excluded.n",
+                ((p.id, a, b, n) for (a, b), n in pairs.items()))
+        elif added:
+            # some were already there: the new rows are exactly those with seq > before
+            # (rowids grow while we hold the write lock)
+            conn.execute(
+                "INSERT INTO counts (profile_id, model_response, user_response, n)"
+                " SELECT profile_id, model_response, user_response, COUNT(*) FROM ratings"
+                " WHERE seq > ? GROUP BY profile_id, model_response, user_response"
+                " ON CONFLICT (profile_id, model_response, user_response)"
+                " DO UPDATE SET n = n + excluded.n", (before,))
         return added
 
     def add_ratings(self, profile: str, ratings: Iterable[Rating | dict]) -> int:
@@ -161,7 +172,7 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin):
         """
         items = list(ratings)
         stamps = utc_stamps(len(items))  # one clock read for the fresh ones among them
-        with self._txn(write=True) as conn:
+        with gc_paused(), self._txn(write=True) as conn:
             p = self._get_profile(conn, profile)
             members = self._members(p)
             checked: list[Rating] = []
@@ -181,7 +192,7 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin):
     def _add_parsed_ratings(self, profile: str, ratings: Sequence[Rating]) -> int:
         """add_ratings for ratings read_bank_file built and checked (ids computed from their
         content there): skips a second hash per rating in bulk imports. bank_store only."""
-        with self._txn(write=True) as conn:
+        with gc_paused(), self._txn(write=True) as conn:
             return self._insert(conn, self._get_profile(conn, profile), ratings)
 
     def ratings(self, profile: str, *, source: str | None = None) -> list[Rating]:

@@ -20,6 +20,9 @@ OPS = st.lists(st.one_of(
     st.tuples(st.just("remove_one"), st.integers(0, 50)),
     st.tuples(st.just("restore_last"), st.none()),
     st.tuples(st.just("reimport"), st.booleans()),
+    # held ratings and new ones in one batch: the held ones are skipped, the new ones count
+    st.tuples(st.just("add_mixed"), st.lists(st.tuples(RESPONSE, RESPONSE), min_size=1,
+                                             max_size=4)),
 ), min_size=1, max_size=12)
 
 
@@ -36,6 +39,11 @@ def test_counts_always_equal_the_ratings(tmp_path_factory, ops):
             if op == "add":
                 bank.add_ratings("P", [{"instance": f"s{step} q{i}", "model_response": a,
                                         "user_response": b} for i, (a, b) in enumerate(arg)])
+            elif op == "add_mixed":
+                held = bank.ratings("P")[:3]
+                fresh = [{"instance": f"m{step} q{i}", "model_response": a, "user_response": b}
+                         for i, (a, b) in enumerate(arg)]
+                assert bank.add_ratings("P", held + fresh) == len(fresh)
             elif op == "undo":
                 removed_last = bank.undo_last("P", arg)
             elif op == "remove_pair":

@@ -296,3 +296,16 @@ def test_one_bank_object_used_from_four_threads_at_once(small_bank):
     assert small_bank.rating_count("P") == 4 * 36
     assert counts_equal_group_by(small_bank.path)
     assert small_bank.integrity_check() == "ok"
+
+
+def test_a_batch_of_held_and_new_ratings_counts_only_the_new(small_bank):
+    small_bank.add_ratings("P", [{"instance": "q1", "model_response": A, "user_response": B},
+                                 {"instance": "q2", "model_response": A, "user_response": B}])
+    held = small_bank.ratings("P")
+    added = small_bank.add_ratings("P", [held[0], {"instance": "q3", "model_response": A,
+                                                   "user_response": B},
+                                         {"instance": "q4", "model_response": C,
+                                          "user_response": D}])
+    assert added == 2
+    assert small_bank.counts("P") == {(A, B): 3, (C, D): 1}
+    assert counts_equal_group_by(small_bank.path)
