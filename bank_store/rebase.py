@@ -17,6 +17,8 @@ CM applies to a model's answer are only meaningful for that model's y', so:
 Resuming needs no bookkeeping table: another model's ratings are matched to current-model
 ratings by (instance, y) as multisets; those left over are still to do. A rebase that was
 cancelled or killed therefore restarts where it stopped, and one that finished has nothing to do.
+The same match decides what CM uses (`counted`): a rebased (x, y) counts once, as the current
+model's rating, not again as the old model's neighbour vote.
 Only the public bank API is used (one `add_ratings` transaction per batch).
 """
 
@@ -56,10 +58,12 @@ class ModelCounts:
     by_model: dict[str, int] = field(default_factory=dict)   # other models only
     to_rebase: int = 0          # other-model ratings with an instance, not rebased yet
     without_instance: int = 0   # other-model ratings that cannot be rebased (paper files)
+    rebased: int = 0            # other-model ratings a current-model rating now stands for
 
     def to_dict(self) -> dict:
         return {"current": self.current, "other": self.other, "by_model": dict(self.by_model),
-                "to_rebase": self.to_rebase, "without_instance": self.without_instance}
+                "to_rebase": self.to_rebase, "without_instance": self.without_instance,
+                "rebased": self.rebased}
 
 
 def _key(r: Rating) -> tuple[str, str]:
@@ -72,19 +76,44 @@ def _split(ratings: Sequence[Rating], fingerprint: str | None):
     return current, other
 
 
-def _pending(current: Sequence[Rating], other: Sequence[Rating]) -> list[Rating]:
-    """Other-model ratings with an instance that no current-model rating of the same (x, y)
-    answers yet (multiset difference, oldest first)."""
+def _rebased(current: Sequence[Rating], other: Sequence[Rating]) -> list[bool]:
+    """For each other-model rating: has a current-model rating of the same (x, y) replaced it?
+    Matched as multisets, oldest first: an (x, y) rated twice needs two current ratings."""
     have = Counter(_key(r) for r in current if r.instance.strip())
     out = []
     for r in other:
-        if not r.instance.strip():
-            continue
         k = _key(r)
-        if have[k] > 0:
+        hit = bool(r.instance.strip()) and have[k] > 0
+        if hit:
             have[k] -= 1
-        else:
-            out.append(r)
+        out.append(hit)
+    return out
+
+
+def _pending(current: Sequence[Rating], other: Sequence[Rating]) -> list[Rating]:
+    """Other-model ratings with an instance that no current-model rating of the same (x, y)
+    answers yet (oldest first)."""
+    return [r for r, done in zip(other, _rebased(current, other))
+            if not done and r.instance.strip()]
+
+
+def counted(ratings: Sequence[Rating], fingerprint: str | None) -> list[tuple[Rating, bool]]:
+    """The ratings CM uses, each rated (x, y) once, with whether its y' is the current model's.
+
+    Every current-model rating counts. Another model's rating counts (its (x, y) only: a
+    neighbour's vote, never a y' statistic) until a rebase has stored the current model's rating
+    of the same (x, y) beside it: from then on the new rating stands for it, so the user's
+    answer is not heard twice. Another model's rating without an instance (a paper file's) has
+    no x to be near and no y' that may steer: it does not count at all. Order is kept."""
+    current, other = _split(ratings, fingerprint)
+    replaced = {id(r) for r, done in zip(other, _rebased(current, other)) if done}
+    cur_ids = {id(r) for r in current}
+    out = []
+    for r in ratings:
+        if id(r) in cur_ids:
+            out.append((r, True))
+        elif id(r) not in replaced and r.instance.strip():
+            out.append((r, False))
     return out
 
 
@@ -94,7 +123,8 @@ def model_counts(bank, profile: str, fingerprint: str | None) -> ModelCounts:
     current, other = _split(ratings, fingerprint)
     by_model = Counter(model_of(r) for r in other)
     return ModelCounts(len(current), len(other), dict(by_model), len(_pending(current, other)),
-                       sum(1 for r in other if not r.instance.strip()))
+                       sum(1 for r in other if not r.instance.strip()),
+                       sum(_rebased(current, other)))
 
 
 def pending(bank, profile: str, fingerprint: str) -> list[Rating]:

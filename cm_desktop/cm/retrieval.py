@@ -134,23 +134,24 @@ class RatingIndex:
 
     def __init__(self, bank, profile: str, embedder: Embedder,
                  fingerprint: str | None = None) -> None:
-        from bank_store.rebase import is_current
+        from bank_store.rebase import counted
 
         self.embedder = embedder
         prof = bank.get_profile(profile)
         self.responses: list[str] = list(prof.responses)
         pos = {r: i for i, r in enumerate(self.responses)}
-        ratings = bank.ratings(profile)
+        # bank_store.rebase owns the rule of what counts: each rated (x, y) once (a rebased one
+        # as the current model's rating only), current[i] whether rating i's y' came from the
+        # model `fingerprint`. Another model's ratings give their (x, y) as neighbour votes, but
+        # their y' never enters the counts or the "same y'" term: those describe another model.
         # Ratings whose responses left the profile's set cannot vote; keep the others.
-        self.ratings = [r for r in ratings if r.model_response in pos and r.user_response in pos]
+        kept = [(r, cur) for r, cur in counted(bank.ratings(profile), fingerprint)
+                if r.model_response in pos and r.user_response in pos]
+        self.ratings = [r for r, _ in kept]
         self.instances = [r.instance for r in self.ratings]
         self.model_idx = np.array([pos[r.model_response] for r in self.ratings], dtype=int)
         self.user_idx = np.array([pos[r.user_response] for r in self.ratings], dtype=int)
-        # current[i]: rating i's y' came from the model `fingerprint` (bank_store.rebase owns the
-        # rule). Another model's ratings still give their (x, y) as neighbour votes, but their y'
-        # never enters the counts or the "same y'" term: those describe a different model.
-        self.current = np.array([is_current(r.fingerprint, r.source, fingerprint)
-                                 for r in self.ratings], dtype=bool)
+        self.current = np.array([cur for _, cur in kept], dtype=bool)
         self.embeddings = self._load_embeddings(bank, profile)
 
     @classmethod

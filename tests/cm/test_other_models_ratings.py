@@ -47,6 +47,7 @@ def test_another_models_counts_do_not_steer_until_rebased(llama_backend, bank):
     assert report.added == len(RATED) and report.remaining == 0
     engine.refresh()
     assert engine.counts.sum() == len(RATED)              # now the current model's counts
+    assert len(engine.index) == len(RATED)                # each (x, y) once, as the current's
     ratings = bank.ratings("p")
     assert len(ratings) == 2 * len(RATED)                 # the old ones are kept
     assert sorted(r.fingerprint for r in ratings) == sorted(
