@@ -25,6 +25,7 @@ from typing import Sequence
 
 from .errors import BankError, ProfileNotFoundError, ResponseSetMismatchError
 from .reading import ParsedBankFile, read_bank_file
+from .rebase import file_model_note
 from .records import (Profile, Rating, check_profile_name, collapse_whitespace,
                       normalise_response, validate_responses)
 
@@ -282,9 +283,11 @@ class ImportPreview:
     needs_choice: bool    # the response sets differ and no keep/union choice was made
     detected_format: str
     responses_from: str   # where a new profile's response set comes from, in words
+    model_note: str | None = None   # the file's ratings came from another model (rebase.py)
 
     def summary(self) -> str:
-        return self.plan.summary()
+        text = self.plan.summary()
+        return text + f"\nNote: {self.model_note}." if self.model_note else text
 
 
 def paper_response_set(parsed: ParsedBankFile) -> tuple[str, ...]:
@@ -298,8 +301,9 @@ def paper_response_set(parsed: ParsedBankFile) -> tuple[str, ...]:
 
 def compute_import_preview(bank, path: str, fmt: str | None, target: str, mode: str,
                            on_mismatch: str | None, current_profile: str | None,
-                           creating: bool) -> ImportPreview:
-    """Read + plan an import (writes nothing). `on_mismatch=None` means no choice made yet."""
+                           creating: bool, fingerprint: str | None = None) -> ImportPreview:
+    """Read + plan an import (writes nothing). `on_mismatch=None` means no choice made yet.
+    `fingerprint`: the current model's, to say when the file's ratings are another model's."""
     if not path:
         raise BankError("choose a file to import")
     if creating:
@@ -338,4 +342,5 @@ def compute_import_preview(bank, path: str, fmt: str | None, target: str, mode: 
                            responses=responses)
         needs_choice = True
     plan.responses_from, plan.needs_choice = responses_from, needs_choice
-    return ImportPreview(plan, needs_choice, parsed.format, responses_from)
+    return ImportPreview(plan, needs_choice, parsed.format, responses_from,
+                         file_model_note(parsed, fingerprint))

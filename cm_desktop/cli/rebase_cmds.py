@@ -27,6 +27,9 @@ def model_lines(bank, profile: str, fingerprint: str | None) -> list[str]:
              f"{c.other} with other models"]
     for name, n in sorted(c.by_model.items(), key=lambda t: -t[1]):
         lines.append(f"  {n:>6}  {name}")
+    if c.rebased:
+        lines.append(f"{c.rebased} of them are rebased: a current-model rating of the same "
+                     "query and response stands for each (kept, not counted twice)")
     if c.to_rebase:
         lines.append(f"{c.to_rebase} of them can be asked again with the current model: "
                      f"cm bank rebase --profile {profile}")

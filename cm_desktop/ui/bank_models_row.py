@@ -22,8 +22,10 @@ def counts_text(c, fingerprint: str | None) -> str:
     if fingerprint is None:
         return "the current model is not loaded yet"
     text = f"{c.current} with the current model · {c.other} with other models"
-    if c.to_rebase:
-        text += f" ({c.to_rebase} can be rebased)"
+    if c.rebased or c.to_rebase:
+        text += " (" + ", ".join(part for part in (
+            f"{c.rebased} rebased" if c.rebased else "",
+            f"{c.to_rebase} can be rebased" if c.to_rebase else "") if part) + ")"
     if c.without_instance:
         text += f" · {c.without_instance} from a paper file (no query: kept, not used for counts)"
     return text

@@ -198,9 +198,19 @@ class ImportDialog(QDialog):
         path, fmt, current = self.path_edit.text().strip(), self.format_combo.currentData(), self.ctx.profile
         mode = "replace" if self.replace_radio.isChecked() else "merge"
         on_mismatch = choice if choice in ("keep", "union") else None
+        loaded, settings = self.ctx.inference.fingerprint, self.ctx.settings
+
+        def preview(job):
+            # whose ratings the file holds is judged against the loaded model, or before it
+            # has loaded, the one the settings name (its file's hash is cached by the library)
+            from cm_desktop.models.current import settings_fingerprint
+
+            fingerprint = loaded or settings_fingerprint(settings)
+            return compute_import_preview(job.bank, path, fmt, target, mode, on_mismatch,
+                                          current, creating, fingerprint)
+
         self._preview_op = (
-            BankQuery(self, lambda job: compute_import_preview(job.bank, path, fmt, target, mode, on_mismatch,
-                                                               current, creating))
+            BankQuery(self, preview)
             .supersedes((id(self), "preview")).with_progress("Reading the bank file")
             .success(self._preview_done).failure(self._preview_failed).run())
         return self._preview_op

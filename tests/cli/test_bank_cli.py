@@ -88,6 +88,7 @@ def test_create_import_export_paper_gives_back_the_mapping(capsys, bank_file,
     code, out, _ = run_main(capsys, *b, "bank", "import", str(BANKING_PAPER), "--profile",
                             "banking77")
     assert code == 0 and "imported 247 ratings" in out and "66 of 155" in out
+    assert "note: this is a paper file" in out and "cannot be rebased" in out
     exported = tmp_path / "back.json"
     code, out, _ = run_main(capsys, *b, "bank", "export", str(exported), "--profile",
                             "banking77", "--format", "paper")

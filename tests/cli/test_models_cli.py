@@ -83,6 +83,34 @@ def test_bank_rebase_changes_every_y_prime_fingerprint_and_keeps_every_x_y(tmp_p
 
     res = cm("--bank", str(bank_path), "bank", "show", "--profile", "p")
     assert f"{len(RATED)} with the current model" in res.stdout
+    assert f"{len(RATED)} of them are rebased" in res.stdout
     res = cm("--bank", str(bank_path), "bank", "rebase", "--profile", "p",
              env={"CM_EMBEDDER": "hashed"})
     assert res.returncode == 0 and "nothing to rebase" in res.stdout
+
+
+def test_bank_show_lines_count_each_model_rebased_and_paper_ratings(tmp_path):
+    from bank_store.rebase import rebase
+    from cm_desktop.cli.rebase_cmds import model_lines
+
+    current = "llama_cpp:current-model.gguf:456:abcdefabcdef"
+    with DiscrepancyBank(tmp_path / "bank.sqlite3") as bank:
+        bank.create_profile("p", R)
+        for x, y_model, y in RATED:
+            bank.add_rating("p", x, y_model, y, fingerprint=OTHER)
+        bank.add_ratings("p", [{"instance": "", "model_response": R[0], "user_response": R[1],
+                                "source": "imported"}])
+        text = "\n".join(model_lines(bank, "p", current))
+        assert text.startswith(f"ratings by model: 0 with the current model ({current}), "
+                               f"{len(RATED) + 1} with other models")
+        assert f"{len(RATED)} of them can be asked again" in text and "rebased:" not in text
+        assert "1 have no query (a paper file): they cannot be rebased" in text
+        asked = []
+        rebase(bank, "p", current, lambda x: asked.append(x) or R[0],
+               should_stop=lambda: len(asked) >= 1, batch=1)
+        text = "\n".join(model_lines(bank, "p", current))
+    done = sum(1 for x, _, _ in RATED if x == asked[0])
+    assert text.startswith(f"ratings by model: {done} with the current model")
+    assert f"{done} of them are rebased" in text
+    assert f"{len(RATED) - done} of them can be asked again" in text
+    assert "not known here" in model_lines(None, "p", None)[0]

@@ -115,3 +115,29 @@ def test_a_stopped_rebase_counts_each_instance_once_as_whichever_model_has_it(ba
     # with no current model known every rating counts, as before fingerprints were compared
     everything = counted(bank.ratings("p"), None)
     assert len(everything) == len(bank.ratings("p")) and all(cur for _, cur in everything)
+
+
+def test_a_paper_file_changes_nothing_cm_uses(bank, tmp_path):
+    """A paper file's ratings (no query, the paper's model's y') neither steer the counts nor
+    vote as neighbours: importing one leaves CM's held-out agreement where it was (seen in the
+    app before: importing the paper's banking77 bank moved it from 40% to 31%)."""
+    import json
+
+    from bank_store.formats import import_file
+
+    responses = [f"meaning {i}" for i in range(8)]
+    bank.create_profile("p", responses)
+    topics = ["card", "refund", "transfer", "pin", "fee", "top up", "cash", "account"]
+    for i, topic in enumerate(topics):        # the current model's: y' is always meaning 0
+        for j in range(3):
+            bank.add_rating("p", f"question {j} about my {topic}", responses[0], responses[i],
+                            fingerprint=NEW)
+    embedder = HashedNgramEmbedder()
+    before = leave_one_out_agreement(bank, "p", embedder, fingerprint=NEW)
+    index_before = rows(RatingIndex(bank, "p", embedder, NEW))
+    paper = tmp_path / "paper.json"           # the paper's y' -> [y]: many pairs, no queries
+    paper.write_text(json.dumps({a: [b for b in responses if b != a] for a in responses}),
+                     encoding="utf-8")
+    assert import_file(bank, str(paper), "p").added == 8 * 7
+    assert leave_one_out_agreement(bank, "p", embedder, fingerprint=NEW) == before
+    assert rows(RatingIndex(bank, "p", embedder, NEW)) == index_before

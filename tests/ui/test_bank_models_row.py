@@ -11,9 +11,8 @@ import pytest
 
 OTHER = "llama_cpp:another-model.gguf:123:0123456789ab"
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_ratings_by_model_and_rebase_from_the_bank_view(app_window, qtbot, llama_backend):
     # four responses keep each model pass short on a busy machine
     responses = ["card arrival", "refund request", "lost or stolen card", "exchange rate"]
@@ -42,3 +41,15 @@ def test_ratings_by_model_and_rebase_from_the_bank_view(app_window, qtbot, llama
     assert len(old) == 3 and len(new) == 3
     assert Counter((r.instance, r.user_response) for r in new) == Counter(rated)
     assert not row.rebase_button.isEnabled()          # nothing left to rebase
+    assert "3 with other models (3 rebased)" in row.label.text()
+
+
+def test_the_row_text_names_current_other_rebased_and_paper_ratings():
+    from bank_store.rebase import ModelCounts
+    from cm_desktop.ui.bank_models_row import counts_text
+
+    assert counts_text(ModelCounts(), None) == "the current model is not loaded yet"
+    text = counts_text(ModelCounts(current=2, other=5, by_model={OTHER: 4}, to_rebase=1,
+                                   without_instance=1, rebased=2), OTHER)
+    assert text == ("2 with the current model · 5 with other models (2 rebased, 1 can be "
+                    "rebased) · 1 from a paper file (no query: kept, not used for counts)")

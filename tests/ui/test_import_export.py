@@ -34,11 +34,20 @@ def banking77_responses() -> list[str]:
 
 
 @pytest.fixture
-def app_ctx(bank, qtbot):
+def current_model_file(tmp_path) -> Path:
+    """The file the settings name as the model (never loaded here): the import preview compares
+    a file's fingerprints with its fingerprint. Small, so no test hashes the real model."""
+    path = tmp_path / "current-model.gguf"
+    path.write_bytes(b"GGUF" + bytes(range(256)) * 16)
+    return path
+
+
+@pytest.fixture
+def app_ctx(bank, qtbot, current_model_file):
     from cm_desktop.settings import Settings
     from cm_desktop.ui.context import AppContext
 
-    ctx = AppContext(Settings(), bank)
+    ctx = AppContext(Settings(model_path=str(current_model_file)), bank)
     yield ctx
     ctx.inference.stop()
     from cm_desktop.ui.background_op import shutdown_ops
@@ -84,6 +93,8 @@ def test_paper_file_preview_matches_the_file_then_imports(app_ctx, bank, qtbot, 
     assert not dialog.mismatch_box.isVisible()
     assert dialog.import_button.isEnabled()
     assert bank.rating_count("banking") == 0  # the preview wrote nothing
+    # whose y' these are: the paper's model's, with no queries to rebase
+    assert "Note: this is a paper file" in text and "cannot be rebased" in text
 
     with qtbot.waitSignal(app_ctx.bank_changed, timeout=10000) as changed:
         report = _import(qtbot, dialog)
@@ -142,6 +153,38 @@ def test_export_then_import_into_a_fresh_profile_gives_the_same_counts(app_ctx, 
     assert bank.counts("copy") == bank.counts("orig")
     assert bank.get_profile("copy").responses == bank.get_profile("orig").responses
     assert sorted(r.instance for r in bank.ratings("copy")) == sorted(r.instance for r in bank.ratings("orig"))
+
+
+def test_the_preview_says_when_a_files_ratings_are_another_models(app_ctx, bank, qtbot, tmp_path,
+                                                                   current_model_file):
+    from bank_store.formats import export_native
+    from cm_desktop.backends.base import file_fingerprint
+
+    other = "llama_cpp:another-model.gguf:123:0123456789ab"
+    current = file_fingerprint("llama_cpp", current_model_file)
+    bank.create_profile("orig", ["alpha", "beta", "gamma"])
+    bank.add_rating("orig", "first query", "alpha", "beta", fingerprint=other)
+    bank.add_rating("orig", "second query", "beta", "beta", fingerprint=other)
+    bank.add_rating("orig", "third query", "gamma", "alpha", fingerprint=current)
+    export_native(bank, "orig", tmp_path / "mixed.json")
+    bank.create_profile("fresh", ["alpha", "beta", "gamma"])
+    app_ctx.set_profile("fresh")
+    dialog = ImportDialog(app_ctx, path=str(tmp_path / "mixed.json"))
+    qtbot.addWidget(dialog)
+    preview = _preview(qtbot, dialog)
+    text = dialog.preview_edit.toPlainText()
+    assert preview.model_note is not None and f"Note: {preview.model_note}." in text
+    assert "2 of the file's 3 ratings were made with another model" in text
+    assert other in text and current not in text
+    assert "not steer the current model until rebased" in text
+
+    bank.create_profile("own", ["alpha", "beta", "gamma"])
+    bank.add_rating("own", "first query", "gamma", "beta", fingerprint=current)
+    export_native(bank, "own", tmp_path / "own.json")
+    same = ImportDialog(app_ctx, path=str(tmp_path / "own.json"))
+    qtbot.addWidget(same)
+    assert _preview(qtbot, same).model_note is None          # the current model's: no note
+    assert "Note:" not in same.preview_edit.toPlainText()
 
 
 def test_paper_export_round_trip_keeps_the_pairs(app_ctx, bank, qtbot, tmp_path):
