@@ -89,6 +89,61 @@ def test_bank_rebase_changes_every_y_prime_fingerprint_and_keeps_every_x_y(tmp_p
     assert res.returncode == 0 and "nothing to rebase" in res.stdout
 
 
+@pytest.mark.slow
+def test_bank_rebase_stops_on_ctrl_c_keeps_what_it_wrote_and_resumes(tmp_path):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from test_bank_cli import REPO
+
+    bank_path = tmp_path / "bank.sqlite3"
+    rated = [(f"{x} ({i})", y) for i in range(15)
+             for x, y in (("where is my new card", R[0]), ("I want my money back", R[3]))]
+    with DiscrepancyBank(bank_path) as bank:
+        bank.create_profile("p", R)
+        for x, y in rated:
+            bank.add_rating("p", x, R[1], y, fingerprint=OTHER)
+
+    def rebased() -> int:
+        with sqlite3.connect(f"file:{bank_path}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT COUNT(*) FROM ratings WHERE fingerprint != ?",
+                                (OTHER,)).fetchone()[0]
+
+    argv = [sys.executable, "-m", "cm_desktop.cli.main", "--bank", str(bank_path), "bank",
+            "rebase", "--profile", "p"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), CM_EMBEDDER="hashed")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        # the answers are written 8 queries at a time: wait for the first batch (a state, with a
+        # limit sized for loading the model on a busy 2-core machine), then Ctrl+C
+        deadline = time.monotonic() + 900
+        while rebased() < 8 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    first = rebased()
+    assert 8 <= first < len(rated)
+    assert f"stopped: {len(rated) - first} ratings still to do" in out
+    assert "Traceback" not in err
+
+    res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    assert res.returncode == 0, res.stderr
+    assert f"asked {len(rated) - first} queries" in res.stdout        # only what was left
+    with DiscrepancyBank(bank_path) as bank:
+        new = [r for r in bank.ratings("p") if r.fingerprint != OTHER]
+    assert Counter((r.instance, r.user_response) for r in new) == Counter(rated)
+
+
 def test_bank_show_lines_count_each_model_rebased_and_paper_ratings(tmp_path):
     from bank_store.rebase import rebase
     from cm_desktop.cli.rebase_cmds import model_lines
