@@ -35,8 +35,9 @@ from cm_desktop.models.gguf_info import fit_warning, human_bytes
 from cm_desktop.ui.ops import FileTask
 from cm_desktop.ui.plain import plain_label, set_plain
 
-COLUMNS = ("Name", "Source", "Architecture", "Quant", "Context", "Chat template", "Size",
-           "Memory needed")
+COLUMNS = ("Name", "Source", "Architecture", "Quant", "Context", "Template", "Size", "Memory")
+HEADER_TIPS = {"Template": "Whether the GGUF carries a chat template",
+               "Memory": "Memory needed to load it: about its file size plus its context cache"}
 
 
 def describe_progress(p) -> str:
@@ -75,9 +76,14 @@ class ModelsPanel(QGroupBox):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        for col in range(len(COLUMNS)):    # whole names first; the last column takes the rest
-            self.table.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        for col, name in enumerate(COLUMNS):
+            if name in HEADER_TIPS:
+                self.table.horizontalHeaderItem(col).setToolTip(HEADER_TIPS[name])
+        header = self.table.horizontalHeader()
+        for col in range(len(COLUMNS)):    # every figure whole; the name takes what is left
+            header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        header.setMinimumSectionSize(40)
         self.table.setMinimumHeight(90)
         self.table.setMaximumHeight(170)
         self.table.itemSelectionChanged.connect(self._selection_changed)

@@ -73,7 +73,13 @@ class SettingsView(QWidget):
         page.setContentsMargins(16, 12, 16, 12)
         column = QWidget()
         column.setMaximumWidth(900)      # a readable column, not fields stretched across the screen
-        page.addWidget(column, 0, Qt.AlignHCenter | Qt.AlignTop)
+        # the column takes the width there is up to its maximum (not its size hint, so the Models
+        # table has room for its columns), centred by equal stretches either side
+        centred = QHBoxLayout()
+        centred.addStretch(1)
+        centred.addWidget(column, 1000)
+        centred.addStretch(1)
+        page.addLayout(centred)
         page.addStretch(1)
         outer = QVBoxLayout(column)
         outer.setContentsMargins(0, 0, 0, 0)
