@@ -128,6 +128,39 @@ def m0003_conversations(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX messages_conversation ON messages(conversation_id, id)")
 
 
+@migrations(name="0004_rate_state")
+def m0004_rate_state(db: sqlite_utils.Database) -> None:
+    # Queries the user skipped in the Rate view, per profile, keyed by the query text's matching
+    # form (case and whitespace ignored): after a restart they wait at the end of the queue.
+    db.execute(
+        """
+        CREATE TABLE skipped_queries (
+            profile_id INTEGER NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+            query_key TEXT NOT NULL,
+            skipped TEXT NOT NULL,
+            PRIMARY KEY (profile_id, query_key)
+        ) WITHOUT ROWID
+        """
+    )
+    # The user's own learning curve, one row per evaluated rating, as a cache: `position` is the
+    # rating's place among the profile's ratings (oldest first), `chain` a hash of the ids of that
+    # rating and every one before it, so a row is valid exactly while the bank's history up to it
+    # is unchanged. `rule` names how the row was computed (a new rule never reads old rows).
+    db.execute(
+        """
+        CREATE TABLE curve_points (
+            profile_id INTEGER NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+            rule TEXT NOT NULL,
+            position INTEGER NOT NULL CHECK (position >= 0),
+            chain TEXT NOT NULL,
+            model_agrees INTEGER NOT NULL CHECK (model_agrees IN (0, 1)),
+            cm_agrees INTEGER NOT NULL CHECK (cm_agrees IN (0, 1)),
+            PRIMARY KEY (profile_id, rule, position)
+        ) WITHOUT ROWID
+        """
+    )
+
+
 def known_names() -> list[str]:
     return [m.name for m in migrations._migrations]
 

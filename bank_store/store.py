@@ -23,6 +23,7 @@ from .conversations import ConversationsMixin
 from .gc_pause import gc_paused
 from .errors import BankError, ProfileExistsError, ProfileNotFoundError, RatingNotFoundError
 from .guidance import GuidanceMixin
+from .rate_state import RateStateMixin
 from .records import (SOURCES, Profile, Rating, RatingFieldError, TransitionMatrix,
                       check_profile_name, check_text, make_rating, normalise_response,
                       response_index, utc_now, utc_stamps, validate_responses)
@@ -34,7 +35,7 @@ _PROFILE_COLUMNS = "id, name, responses, description, fingerprint, created, upda
 MAX_UNDO = 2 ** 62  # more than any bank holds; bigger counts would overflow SQLite's integers
 
 
-class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin):
+class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateStateMixin):
     """The user's discrepancy memory bank; see docs/ARCHITECTURE.md for the contract.
 
     DiscrepancyBank(path, backup_dir=None, check=True): see BankConnection."""

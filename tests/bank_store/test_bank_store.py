@@ -252,7 +252,7 @@ def test_a_bank_from_the_first_version_is_upgraded_and_keeps_its_ratings(tmp_pat
     con = sqlite3.connect(path)
     later = [n for n in known_names() if n != "0001_initial"]
     con.executemany("DELETE FROM _sqlite_migrations WHERE name = ?", [(n,) for n in later])
-    for table in ("messages", "conversations", "guidance"):
+    for table in ("messages", "conversations", "guidance", "skipped_queries", "curve_points"):
         con.execute(f"DROP TABLE {table}")
     con.commit()
     con.execute("INSERT INTO profiles (name, responses, created, updated)"

@@ -1,0 +1,201 @@
+"""The user's own learning curve: how often the raw model and CM gave what this user meant, as
+their bank grew (the Bank view's plot, the Rate view's "the curve has flattened" hint).
+
+Test-then-train over the profile's ratings in the order they were made: at each of the user's own
+ratings k (source "rated"), the raw model agreed if its stored y' equals the user's y; CM agreed
+if, with the bank as it was before rating k (ratings 1..k-1, any source), the instance-dependent
+rule would have chosen y. Every point is held out: it never sees its own rating.
+
+No model pass. A rating stores the y' it was given but not the model's distribution p(y'|x), so
+CM's decision uses p = one-hot(y') - the same stand-in `evaluate.tune_params` and the Bank view's
+leave-one-out figure use. With one-hot p the instance rule still does what matters here: the
+bank's counts for this y' and the nearest earlier ratings' votes can overrule the model, and the
+agreement-weighted model term keeps it where the model has been reliable. CM's parameters are
+tuned (leave-one-out, `evaluate.tune_params`) on the bank at checkpoints 5, 10, 20, 40, ...
+ratings rather than before every rating as the live engine does: the decision at k depends only on
+ratings before k either way, and the tuning cost stays O(n log n) instead of O(n^2).
+
+Incremental: each evaluated rating is cached in the bank (`curve_points`, migration 0004) with a
+hash of the ids of every rating up to it, so reopening the view reads the cache and evaluates only
+ratings that are new (or that follow a rating removed from the middle of the history).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bank_store.rate_state import CurveRow
+from cm_desktop.cancel import check
+from cm_desktop.cm import marginalize as mz
+from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder
+
+RULE_VERSION = "prequential-instance-onehot-v1"
+FIRST_TUNE = 5          # the engine tunes from 5 ratings on (CMEngine.refresh)
+WINDOW = 25             # the plot's trailing window, in the user's ratings
+FLAT_SPAN = 50          # "your last 50 ratings changed little"
+MIN_NOISE = 0.02        # the smallest change that counts, where both windows are all-or-nothing
+
+
+def curve_rule(embedder_name: str, responses) -> str:
+    """The cache key of how rows are computed: rule version, embedder, response set (indices)."""
+    digest = hashlib.sha256("\x1f".join(responses).encode("utf-8")).hexdigest()[:16]
+    return f"{RULE_VERSION}|{embedder_name}|{digest}"
+
+
+def id_chain(ids) -> list[str]:
+    """chain[i] = hash of ids[0..i]: equal exactly while the history up to i is unchanged."""
+    out, h = [], b""
+    for rid in ids:
+        h = hashlib.sha1(h + rid.encode("utf-8")).digest()
+        out.append(h.hex())
+    return out
+
+
+def _tune_checkpoint(n_before: int) -> int:
+    """The bank size CM's parameters were last tuned at, for a decision with n_before ratings."""
+    if n_before < FIRST_TUNE:
+        return 0
+    c = FIRST_TUNE
+    while c * 2 <= n_before:
+        c *= 2
+    return c
+
+
+@dataclass
+class UserCurve:
+    """The evaluated ratings, oldest first. positions: their place among all the profile's ratings."""
+    positions: list[int] = field(default_factory=list)
+    model_agrees: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    cm_agrees: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    reused: int = 0              # rows read from the cache
+    computed: int = 0            # rows evaluated in this call
+    total_ratings: int = 0       # the profile's ratings (every source) the curve was computed on
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def windowed(self, window: int = WINDOW) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, model, cm): x = 1..n the user's ratings; y = agreement over the trailing `window`
+        ratings (over all of them while fewer)."""
+        n = len(self)
+        x = np.arange(1, n + 1)
+        if n == 0:
+            return x, np.zeros(0), np.zeros(0)
+
+        def trailing(flags: np.ndarray) -> np.ndarray:
+            c = np.concatenate([[0.0], np.cumsum(flags, dtype=np.float64)])
+            lo = np.maximum(x - window, 0)
+            return (c[x] - c[lo]) / (x - lo)
+
+        return x, trailing(self.model_agrees), trailing(self.cm_agrees)
+
+    def recent_change(self, span: int = FLAT_SPAN) -> tuple[float, float] | None:
+        """(gain, noise): CM's agreement over the last `span` ratings minus over the `span` before,
+        and the standard error of that difference; None with fewer than 2 * span ratings."""
+        if len(self) < 2 * span:
+            return None
+        last = float(np.mean(self.cm_agrees[-span:]))
+        before = float(np.mean(self.cm_agrees[-2 * span:-span]))
+        noise = float(np.sqrt((last * (1 - last) + before * (1 - before)) / span))
+        return last - before, noise
+
+    def flattened(self, span: int = FLAT_SPAN) -> bool:
+        """The last `span` ratings changed CM's agreement by no more than its own noise.
+
+        Why this definition: what a user wants to know is whether more ratings of the kind they
+        are giving still pay off. Comparing CM's held-out agreement on the last 50 ratings with the
+        50 before asks exactly that, and a change within one standard error of two 50-rating
+        samples (about 8 points at 80% agreement) cannot be told from chance - so more ratings of
+        the same kind are not visibly helping, and ratings where the bank knows least (the
+        coverage order) are the ones left to try. A clear drop is not "flat": the user's meanings
+        are changing and the bank is catching up."""
+        change = self.recent_change(span)
+        if change is None:
+            return False
+        gain, noise = change
+        return abs(gain) <= max(noise, MIN_NOISE)
+
+
+def _current_mask(fingerprints: np.ndarray, sources: np.ndarray, fingerprint) -> np.ndarray:
+    """bank_store.rebase.is_current for many ratings at once (kept equal to it by a test)."""
+    if fingerprint is None:
+        return np.ones(len(fingerprints), dtype=bool)
+    none = np.array([f is None for f in fingerprints], dtype=bool)
+    return np.where(none, sources != "imported", fingerprints == fingerprint)
+
+
+def evaluate_positions(index: RatingIndex, positions, cancel=None,
+                       tuned: dict | None = None) -> list[tuple[bool, bool]]:
+    """(model agrees, CM agrees) for each rating at `positions` of `index`, each decided on the
+    ratings before it only (module docstring). `tuned`: checkpoint -> CMParams, filled and reused
+    (pass one dict across calls on the same index)."""
+    # evaluate imports engine, engine imports retrieval: late import like CMEngine.refresh
+    from cm_desktop.cm.evaluate import counts_matrix, tune_params
+
+    tuned = {} if tuned is None else tuned
+    r = len(index.responses)
+    fps = np.array([rt.fingerprint for rt in index.ratings], dtype=object)
+    srcs = np.array([rt.source for rt in index.ratings], dtype=object)
+    out = []
+    for i in positions:
+        check(cancel)
+        m, u = int(index.model_idx[i]), int(index.user_idx[i])
+        if i == 0:
+            out.append((m == u, m == u))      # an empty bank keeps the model's answer
+            continue
+        current = _current_mask(fps[:i], srcs[:i], index.ratings[i].fingerprint)
+        counts = np.zeros((r, r))
+        np.add.at(counts, (index.model_idx[:i][current], index.user_idx[:i][current]), 1.0)
+        c = _tune_checkpoint(i)
+        if c not in tuned:
+            if c == 0:
+                tuned[c] = mz.CMParams()
+            else:
+                prefix = RatingIndex.from_arrays(index.responses, index.instances[:c],
+                                                 index.model_idx[:c], index.user_idx[:c],
+                                                 index.embeddings[:c], index.embedder)
+                prefix.current = _current_mask(fps[:c], srcs[:c], index.ratings[c - 1].fingerprint)
+                tuned[c] = tune_params(prefix, counts_matrix(prefix), cancel=cancel).params
+        params = tuned[c]
+        sims = index.embeddings[:i] @ index.embeddings[i]
+        k = min(params.k, i)
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        p = np.zeros(r)
+        p[m] = 1.0
+        final = mz.instance_posterior(p, counts, index.model_idx[top], index.user_idx[top],
+                                      sims[top], params, current[top])
+        out.append((m == u, int(np.argmax(final)) == u))
+    return out
+
+
+def compute_user_curve(bank, profile: str, embedder: Embedder | None = None,
+                       cancel=None) -> UserCurve:
+    """The profile's curve: cached rows whose history is unchanged are read back, the rest are
+    evaluated and stored. Runs on a background thread (a bank query): it writes only the cache
+    (and, through RatingIndex, missing embeddings), as the Bank view's other reads do."""
+    embedder = embedder or default_embedder()
+    index = RatingIndex(bank, profile, embedder)
+    rule = curve_rule(embedder.name, index.responses)
+    chain = id_chain([rt.id for rt in index.ratings])
+    cached = bank.curve_rows(profile, rule)
+    valid: list[CurveRow] = []
+    for row in cached:
+        if row.position >= len(chain) or chain[row.position] != row.chain:
+            break
+        valid.append(row)
+    start = valid[-1].position + 1 if valid else 0
+    todo = [i for i in range(start, len(index)) if index.ratings[i].source == "rated"]
+    results = evaluate_positions(index, todo, cancel)
+    new = [CurveRow(i, chain[i], bool(mg), bool(cg)) for i, (mg, cg) in zip(todo, results)]
+    if new or len(valid) < len(cached):
+        check(cancel)
+        bank.store_curve_rows(profile, rule, new, keep_before=start)
+    rows = valid + new
+    return UserCurve(positions=[row.position for row in rows],
+                     model_agrees=np.array([row.model_agrees for row in rows], dtype=bool),
+                     cm_agrees=np.array([row.cm_agrees for row in rows], dtype=bool),
+                     reused=len(valid), computed=len(new), total_ratings=len(index))

@@ -1,0 +1,57 @@
+"""Skipped queries and the curve cache kept per profile (migration 0004), on a real SQLite bank."""
+
+from __future__ import annotations
+
+import pytest
+
+from bank_store import BankError, DiscrepancyBank
+from bank_store.rate_state import CurveRow
+
+from bank_helpers import SMALL_R
+
+
+def test_skips_are_kept_per_profile_in_skip_order_across_reopening(tmp_path):
+    path = tmp_path / "bank.sqlite3"
+    bank = DiscrepancyBank(path)
+    bank.create_profile("P", SMALL_R)
+    bank.create_profile("Q", SMALL_R)
+    assert bank.skip_query("P", "Where is my  CARD?")
+    assert bank.skip_query("P", "refund please")
+    assert not bank.skip_query("P", "where is my card?")     # the same query, matched loosely
+    assert bank.skip_query("Q", "something else")
+    bank.close()
+    again = DiscrepancyBank(path)
+    assert again.skipped_queries("P") == ["where is my card?", "refund please"]
+    assert again.skipped_queries("Q") == ["something else"]
+    assert again.unskip_query("P", "REFUND please")
+    assert not again.unskip_query("P", "never skipped")
+    assert again.skipped_queries("P") == ["where is my card?"]
+    again.close()
+
+
+def test_skips_go_with_their_profile_and_bad_input_is_refused(small_bank):
+    with pytest.raises(BankError, match="must not be empty"):
+        small_bank.skip_query("P", "   ")
+    with pytest.raises(BankError, match="must be text"):
+        small_bank.skip_query("P", 12)
+    with pytest.raises(BankError, match="at most"):
+        small_bank.skip_query("P", "x" * 20_001)
+    small_bank.skip_query("P", "a query")
+    small_bank.delete_profile("P")
+    small_bank.create_profile("P", SMALL_R)
+    assert small_bank.skipped_queries("P") == []
+
+
+def test_curve_rows_are_replaced_from_a_position_and_other_rules_dropped(small_bank):
+    rows = [CurveRow(0, "c0", True, True), CurveRow(2, "c2", False, True), CurveRow(3, "c3", False, False)]
+    assert small_bank.store_curve_rows("P", "rule-a", rows, keep_before=0) == 3
+    assert small_bank.curve_rows("P", "rule-a") == rows
+    # from position 2 on the history changed: rows there are replaced, row 0 stays
+    small_bank.store_curve_rows("P", "rule-a", [CurveRow(2, "x2", True, False)], keep_before=2)
+    assert small_bank.curve_rows("P", "rule-a") == [rows[0], CurveRow(2, "x2", True, False)]
+    small_bank.store_curve_rows("P", "rule-b", [CurveRow(0, "b0", True, True)], keep_before=0)
+    assert small_bank.curve_rows("P", "rule-a") == []
+    assert small_bank.curve_rows("P", "rule-b") == [CurveRow(0, "b0", True, True)]
+    with pytest.raises(BankError, match="position"):
+        small_bank.store_curve_rows("P", "rule-b", [CurveRow(1, "y", True, True)], keep_before=3)
+    assert small_bank.curve_rows("P", "rule-b") == [CurveRow(0, "b0", True, True)]  # unchanged
