@@ -72,7 +72,8 @@ class UserCurve:
     cm_agrees: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     reused: int = 0              # rows read from the cache
     computed: int = 0            # rows evaluated in this call
-    total_ratings: int = 0       # the profile's ratings (every source) the curve was computed on
+    total_ratings: int = 0       # the bank it was computed on: ratings of every source whose
+                                 # y' and y are in the response set (RatingIndex keeps those)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -173,10 +174,14 @@ def evaluate_positions(index: RatingIndex, positions, cancel=None,
 
 
 def compute_user_curve(bank, profile: str, embedder: Embedder | None = None,
-                       cancel=None) -> UserCurve:
+                       cancel=None, min_rated: int = 0) -> UserCurve | None:
     """The profile's curve: cached rows whose history is unchanged are read back, the rest are
     evaluated and stored. Runs on a background thread (a bank query): it writes only the cache
-    (and, through RatingIndex, missing embeddings), as the Bank view's other reads do."""
+    (and, through RatingIndex, missing embeddings), as the Bank view's other reads do.
+    min_rated: None, without loading the embedder, while the user has rated fewer (a question
+    such as "has it flattened" needs that many)."""
+    if min_rated and bank.stats(profile)["by_source"].get("rated", 0) < min_rated:
+        return None
     embedder = embedder or default_embedder()
     index = RatingIndex(bank, profile, embedder)
     rule = curve_rule(embedder.name, index.responses)

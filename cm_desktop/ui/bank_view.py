@@ -24,6 +24,7 @@ from cm_desktop.ui.heatmap import TransitionHeatmap
 from cm_desktop.ui.ops import BankQuery, BankWrite
 from cm_desktop.ui.bank_models_row import BankModelsRow
 from cm_desktop.ui.plain import plain_label
+from cm_desktop.ui.user_curve_plot import UserCurvePanel
 
 
 class RemoveEntriesCommand(QUndoCommand):
@@ -87,16 +88,13 @@ class BankView(QWidget):
     """Table + heatmap + stats for the current profile; reloads on bank/profile changes."""
 
     snapshot_loaded = Signal(object)  # the BankSnapshot now shown
-    agreement_loaded = Signal(object)  # the leave-one-out dict, or the exception
     entries_deleted = Signal(int)  # ratings removed by a delete from this view
 
     def __init__(self, ctx, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.snapshot: BankSnapshot | None = None
-        self.agreement: dict | None = None
         self._load_op = None
-        self._agreement_op = None
         self._build()
         # Changes arrive in bursts (a rating per keypress in the Rate view): they are coalesced, and
         # a hidden view only notes that it is stale and reloads when it is shown again.
@@ -120,8 +118,9 @@ class BankView(QWidget):
         self.sources_label = _plain("—")
         self.coverage_label = _plain("—")
         self.bank_agreement_label = _plain("—")
-        self.agreement_label = _plain("—")
-        self.agreement_label.setObjectName("agreementWithMe")
+        # the user's own learning curve: held-out agreement as the bank grew (cm.user_curve)
+        self.curve_panel = UserCurvePanel(self.ctx)
+        self.curve_panel.setObjectName("agreementWithMe")
         # two columns of (name, value): the stats stay a compact strip above the table and heatmap
         cells = [("Ratings", self.ratings_label), ("By source", self.sources_label),
                  ("Coverage of the response set", self.coverage_label),
@@ -129,8 +128,8 @@ class BankView(QWidget):
         for i, (name, value) in enumerate(cells):
             grid.addWidget(_plain(name), i // 2, 2 * (i % 2))
             grid.addWidget(value, i // 2, 2 * (i % 2) + 1)
-        grid.addWidget(_plain("Agreement with me (held out)"), 2, 0)
-        grid.addWidget(self.agreement_label, 2, 1, 1, 3)
+        grid.addWidget(_plain("Agreement with me\n(held out, as the\nbank grew)"), 2, 0, Qt.AlignTop)
+        grid.addWidget(self.curve_panel, 2, 1, 1, 3)
         self.models_row = BankModelsRow(self.ctx)
         grid.addWidget(_plain("Ratings by model"), 3, 0)
         grid.addWidget(self.models_row, 3, 1, 1, 3)
@@ -253,8 +252,6 @@ class BankView(QWidget):
         """Reload the current profile's data in the background (a newer call supersedes this one)."""
         self._refresh_timer.stop()
         self._stale = False
-        if self._agreement_op is not None and not self._agreement_op.done:
-            self._agreement_op.cancel()   # it describes the bank before this change
         profile = self.ctx.profile
         if not profile:
             if self._load_op is not None and not self._load_op.done:
@@ -275,22 +272,10 @@ class BankView(QWidget):
         return self._refresh_timer.isActive() or (self._load_op is not None and not self._load_op.done)
 
     def _loaded(self, snap: BankSnapshot) -> None:
-        from cm_desktop.cm.evaluate import leave_one_out_agreement
-
         self._show(snap)
-        self.agreement = None
-        self.agreement_label.setText("computing…")
-        profile = snap.profile
-        # The stats row shows that it is computing; no progress indicator is needed.
-        # only the current model's ratings: another model's y' say nothing about this one
-        fingerprint = self.ctx.inference.fingerprint
-        self._agreement_op = (BankQuery(self, lambda job: leave_one_out_agreement(
-                                  job.bank, profile, cancel=job.cancel, fingerprint=fingerprint))
-                              .supersedes((id(self), "agreement"))
-                              .labelled("Agreement with me")
-                              .success(self._agreement_done)
-                              .failure(self._agreement_failed)
-                              .run())
+        # After the snapshot, so the table shows first; the panel says it is computing. Each
+        # rating's y' is the one its model gave, so the curve does not depend on the loaded model.
+        self.curve_panel.load(snap.profile)
 
     def _load_failed(self, profile: str, exc: BaseException) -> None:
         self._show(None)
@@ -305,8 +290,9 @@ class BankView(QWidget):
             self.table_model.set_entries([])
             self.heatmap.set_matrix(None)
             for label in (self.ratings_label, self.sources_label, self.coverage_label,
-                          self.bank_agreement_label, self.agreement_label):
+                          self.bank_agreement_label):
                 label.setText("—")
+            self.curve_panel.load(None)
             self.count_label.setText("")
             self.raw_note.setText("")
             self.delete_button.setEnabled(False)
@@ -349,24 +335,6 @@ class BankView(QWidget):
         if n_responses:
             return f"{_pct(frac)} ({round(frac * n_responses)} of {n_responses} responses)"
         return _pct(frac)
-
-    def _agreement_done(self, result: dict) -> None:
-        self.agreement = dict(result)
-        self.agreement_label.setText(self.agreement_text(self.agreement))
-        self.agreement_loaded.emit(self.agreement)
-
-    def _agreement_failed(self, exc: BaseException) -> None:
-        # Not worth a dialog: the rest of the view is fine; say why in place.
-        self.agreement_label.setText(f"not available ({type(exc).__name__}: {exc})")
-        self.agreement_loaded.emit(exc)
-
-    @staticmethod
-    def agreement_text(result: dict) -> str:
-        n = int(result.get("n", 0) or 0)
-        if n == 0:
-            return "no ratings to hold out yet"
-        return (f"raw model agrees with you {_pct(result.get('model'))} · with CM {_pct(result.get('cm'))}"
-                f" (over {n} held-out rating{'s' if n != 1 else ''})")
 
     def show_entry(self, model_response: str, user_response: str) -> bool:
         """Select the table row of (y', y) (a click on a heatmap cell); False if the bank has none."""

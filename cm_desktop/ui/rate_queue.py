@@ -1,5 +1,6 @@
-"""The Rate view's parts beside the view itself: a queued query with its proposal, and the
-router that gives the view its keys wherever focus is inside it (see rate_view's docstring)."""
+"""The Rate view's parts beside the view itself: a queued query with its proposal, what the
+profile has already rated or skipped, and the router that gives the view its keys wherever focus
+is inside it (see rate_view's docstring)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QKeySequence
 
+from bank_store.records import normalise_response
+from cm_desktop.cm.retrieval import normalise_text
 from cm_desktop.datasets import Query
 
 if TYPE_CHECKING:
@@ -34,6 +37,53 @@ class QueueItem:
     @property
     def text(self) -> str:
         return self.query.text
+
+
+class SeenQueries:
+    """The profile's rated queries (never offered again) and skipped ones (offered only when
+    nothing else is left, oldest skip first). Both are read from the bank at a profile change and
+    kept up to date as the user rates and skips, so a restart goes on where the user was."""
+
+    def __init__(self) -> None:
+        self.rated: set[str] = set()       # normalise_text, as the engine matches inputs
+        self.skipped: dict[str, int] = {}  # the bank's skip key -> skip order
+
+    def clear(self) -> None:
+        self.rated, self.skipped = set(), {}
+
+    def is_rated(self, text: str) -> bool:
+        return normalise_text(text) in self.rated
+
+    def set_rated(self, text: str, rated: bool) -> None:
+        (self.rated.add if rated else self.rated.discard)(normalise_text(text))
+
+    def is_skipped(self, text: str) -> bool:
+        # the key bank_store.rate_state.query_key stores (without its length bound: a query read
+        # from a dataset is only compared here)
+        return normalise_response(text) in self.skipped
+
+    def add_skipped(self, keys) -> None:
+        for key in keys:
+            self.skipped.setdefault(key, len(self.skipped))
+
+    def order(self, items: list["QueueItem"]) -> list["QueueItem"]:
+        """`items` without rated queries, skipped ones moved to the end (in skip order)."""
+        kept = [it for it in items if not self.is_rated(it.text)]
+        # a stable sort: the others (-1) keep their order ahead of every skipped one
+        return sorted(kept, key=lambda it: self.skipped.get(normalise_response(it.text), -1))
+
+    def gives_way(self, current: "QueueItem", queue: list["QueueItem"]) -> bool:
+        """The query on screen is rated, or skipped while an unskipped one waits (queue ordered)."""
+        return self.is_rated(current.text) or (
+            self.is_skipped(current.text) and bool(queue) and not self.is_skipped(queue[0].text))
+
+    def next_window(self, queue: list["QueueItem"], size: int) -> list["QueueItem"]:
+        """The first `size` queued queries the coverage order chooses among: skipped ones only
+        once nothing else is left (the queue is ordered, skipped last)."""
+        window = queue[:size]
+        if window and not self.is_skipped(window[0].text):
+            window = [it for it in window if not self.is_skipped(it.text)]
+        return window
 
 
 class KeyRouter(QObject):

@@ -7,7 +7,9 @@ filter; Ctrl+Z is the app's Undo (the rating), never the filter box's text undo.
 
 Proposals are computed on the inference thread and the next few queries are prefetched, so the next
 one is normally ready at once. With coverage-driven order the next query is the prefetched one the
-bank knows least about (`CMEngine.coverage_need`).
+bank knows least about (`CMEngine.coverage_need`). A rated query is never offered again and a
+skipped one only when nothing else is left, across restarts too (`rate_queue.SeenQueries`). When
+the user's learning curve has flattened, a hint offers the coverage order (`curve_hint`).
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bank_store.records import normalise_response
 from cm_desktop.cm.choices import filter_responses, top_choices
-from cm_desktop.cm.retrieval import normalise_text
-from cm_desktop.ui.ops import BankQuery, FileTask, ModelJob, Priority
+from cm_desktop.ui.curve_hint import CurveHint
+from cm_desktop.ui.ops import BankQuery, BankWrite, FileTask, ModelJob, Priority
 from cm_desktop.ui.plain import one_line, plain_label, set_plain
-from cm_desktop.ui.rate_queue import KeyRouter, QueueItem
+from cm_desktop.ui.rate_queue import KeyRouter, QueueItem, SeenQueries
 from cm_desktop.ui.rating_commands import AddRatingCommand
 from cm_desktop.datasets import Query, read_queries
 
@@ -47,7 +50,7 @@ class RateView(QWidget):
         self.ctx = ctx
         self.queue: list[QueueItem] = []
         self.paused = False               # prefetch paused (the Chat view is busy)
-        self._rated: set[str] = set()     # the profile's rated queries (normalised): never offered
+        self.seen = SeenQueries()         # the profile's rated and skipped queries
         self.current: QueueItem | None = None
         self.n_rated = 0
         self.n_agreed = 0
@@ -80,6 +83,9 @@ class RateView(QWidget):
         source.addWidget(self.add_edit, 1)
         source.addWidget(self.coverage_box)
         outer.addLayout(source)
+        self.curve_hint = CurveHint(self.ctx, self.coverage_box.isChecked, self)
+        self.curve_hint.use_coverage.connect(lambda: self.coverage_box.setChecked(True))
+        outer.addWidget(self.curve_hint)
 
         card = QFrame()
         card.setObjectName("bubbleBot")
@@ -155,30 +161,40 @@ class RateView(QWidget):
     # ---- profile and queue -------------------------------------------------------------------
     def _on_profile_changed(self, profile: str) -> None:
         self._responses = []
-        self._rated = set()
+        self.seen.clear()
         if profile:
             (BankQuery(self, lambda job: list(job.bank.get_profile(profile).responses))
              .supersedes((id(self), "responses")).labelled("Reading the profile")
              .success(self._set_responses).run())
-            (BankQuery(self, lambda job: {normalise_text(r.instance)
-                                          for r in job.bank.ratings(profile)})
+            (BankQuery(self, lambda job: [r.instance for r in job.bank.ratings(profile)])
              .supersedes((id(self), "rated")).labelled("Reading the ratings")
-             .success(lambda rated: self._set_rated(profile, rated)).run())
+             .success(lambda rated: self._set_seen(profile, rated, [])).run())
+            (BankQuery(self, lambda job: job.bank.skipped_queries(profile))
+             .supersedes((id(self), "skipped")).labelled("Reading the skipped queries")
+             .success(lambda keys: self._set_seen(profile, [], keys)).run())
         self._restart_proposals()
 
-    def _set_rated(self, profile: str, rated: set[str]) -> None:
-        """A query the profile already has a rating for is never offered again (after a restart
-        the queue goes on where it was)."""
+    def _set_seen(self, profile: str, rated: list[str], skipped: list[str]) -> None:
+        """What the profile rated is never offered again, what it skipped waits at the end (after
+        a restart the queue goes on where it was)."""
         if profile != self.ctx.profile:
             return
-        self._rated = rated | self._rated
-        self.queue = [item for item in self.queue if not self._is_rated(item.text)]
-        if self.current is not None and self._is_rated(self.current.text):
-            self._advance()
+        for text in rated:
+            self.seen.set_rated(text, True)
+        self.seen.add_skipped(skipped)
+        self._reorder()
         self._update_counts()
 
-    def _is_rated(self, text: str) -> bool:
-        return normalise_text(text) in self._rated
+    def _reorder(self) -> None:
+        """Apply `seen` to the queue; the query on screen gives way to any not skipped."""
+        self.queue = self.seen.order(self.queue)
+        if self.current is not None and self.seen.gives_way(self.current, self.queue):
+            self.queue = self.seen.order(self.queue + [self.current])
+            self._advance()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        self.curve_hint.refresh_if_stale()
 
     def settings_applied(self) -> None:
         """A new prompting strategy changes the proposals; other settings do not."""
@@ -208,7 +224,8 @@ class RateView(QWidget):
         self._prefetch()
 
     def load_queries(self, queries: list[Query], source: str = "") -> None:
-        self.queue.extend(QueueItem(q) for q in queries if not self._is_rated(q.text))
+        self.queue.extend(QueueItem(q) for q in queries if not self.seen.is_rated(q.text))
+        self._reorder()
         if source:
             set_plain(self.source_label, f"From {source}")
         if self.current is None:
@@ -245,6 +262,7 @@ class RateView(QWidget):
 
     def _coverage_toggled(self, on: bool) -> None:
         self.ctx.settings.coverage_order = on
+        self.curve_hint.coverage_changed()
         self._prefetch()
 
     # ---- proposals ---------------------------------------------------------------------------
@@ -303,7 +321,7 @@ class RateView(QWidget):
         if self.queue:
             index = 0
             if self.coverage_box.isChecked():
-                window = self.queue[:PREFETCH]
+                window = self.seen.next_window(self.queue, PREFETCH)
                 ready = [(i, it) for i, it in enumerate(window) if it.trace is not None and it.need is not None]
                 if ready:
                     index = max(ready, key=lambda pair: (pair[1].need, -pair[0]))[0]
@@ -384,9 +402,17 @@ class RateView(QWidget):
             self.rate(item.text())
 
     def skip(self) -> None:
-        if self.current is None:
+        """Move on; the query comes back (after a restart too) only when nothing else is left."""
+        item, profile = self.current, self.ctx.profile
+        if item is None:
             return
         self.n_skipped += 1
+        if profile:
+            text = item.text
+            self.seen.add_skipped([normalise_response(text)])
+            (BankWrite(self, lambda job: job.bank.skip_query(profile, text), profile=profile)
+             .failure(lambda exc: self.ctx.status_message.emit(f"The skip was not kept: {exc}"))
+             .run())
         self._advance()
 
     def rate(self, user_response: str) -> None:
@@ -399,12 +425,12 @@ class RateView(QWidget):
         agreed = model_response == user_response
         self.n_rated += 1
         self.n_agreed += agreed
-        self._rated.add(normalise_text(item.text))
+        self.seen.set_rated(item.text, True)
 
         def undone(_rating):
             self.n_rated -= 1
             self.n_agreed -= agreed
-            self._rated.discard(normalise_text(item.text))
+            self.seen.set_rated(item.text, False)
             if self.current is not None:
                 self.queue.insert(0, self.current)
             # the proposal is still valid (variant "none" does not read the bank)
@@ -416,7 +442,7 @@ class RateView(QWidget):
         def redone(_rating):
             self.n_rated += 1
             self.n_agreed += agreed
-            self._rated.add(normalise_text(item.text))
+            self.seen.set_rated(item.text, True)
             if self.current is item:
                 self._advance()
             elif item in self.queue:

@@ -20,18 +20,20 @@ def model_wait_ms() -> int:
 def app_window(qtbot, tmp_path):
     """make(profile=..., responses=...) -> (ctx, window): the sample profile is ensured as on a
     first start, plus `profile` (created with `responses`, default: the Banking77 sample set) which
-    is selected. No model is loaded; use ctx.inference.use_backend(llama_backend) for one."""
+    is selected (create=False: `profile` is already in the bank, as after a restart). No model is
+    loaded; use ctx.inference.use_backend(llama_backend) for one."""
     from cm_desktop.app import create_app_window, start_up
     from cm_desktop.settings import Settings
     from cm_desktop.ui.resource_files import sample_responses
 
     made = []
 
-    def make(profile: str | None = "Test", responses=None, onboarding_dismissed=True, bank_name="bank.sqlite3"):
+    def make(profile: str | None = "Test", responses=None, onboarding_dismissed=True, bank_name="bank.sqlite3",
+             create=True):
         settings = Settings(onboarding_dismissed=onboarding_dismissed, last_profile=profile or "",
                             max_tokens=24, temperature=0.0)
         ctx, window = create_app_window(tmp_path / bank_name, settings=settings)
-        if profile:
+        if profile and create:
             ctx.bank.create_profile(profile, list(responses or sample_responses()))
         made.append(window)
         qtbot.addWidget(window)

@@ -56,9 +56,30 @@ def test_a_rated_query_is_never_offered_again_after_a_restart(app_window, qtbot)
     ctx2, window2 = app_window(None, bank_name="bank.sqlite3")
     ctx2.set_profile("Test")
     rate = window2.rate_view
-    qtbot.waitUntil(lambda: bool(rate._rated), timeout=15000)
+    qtbot.waitUntil(lambda: bool(rate.seen.rated), timeout=15000)
     rate.load_queries([Query("when will my card  ARRIVE?"), Query("I lost my card")])
     offered = [rate.current.text] + [item.text for item in rate.queue]
     assert "I lost my card" in offered
     assert not any("arrive" in text.lower() and "when will my card" in text.lower()
                    for text in offered)
+
+
+def test_a_skipped_query_waits_until_the_rest_are_done_after_a_restart(app_window, qtbot):
+    queries = [Query("first question"), Query("second question"), Query("third question")]
+    ctx, window = app_window("Test", bank_name="bank.sqlite3")
+    rate = window.rate_view
+    rate.load_queries(queries)
+    assert rate.current.text == "first question"
+    rate.skip()
+    assert rate.current.text == "second question"
+    assert window.shutdown(15)          # the skip's write is never cancelled by a shutdown
+    ctx2, window2 = app_window("Test", bank_name="bank.sqlite3", create=False)
+    rate = window2.rate_view
+    rate.load_queries(queries)           # the same dataset opened again
+    qtbot.waitUntil(lambda: rate.current is not None and rate.current.text == "second question",
+                    timeout=15000)
+    assert [item.text for item in rate.queue] == ["third question", "first question"]
+    rate.skip()                          # skipping more: the first skip still comes last
+    assert rate.current.text == "third question"
+    rate.skip()
+    assert rate.current.text == "first question" and rate.queue == []
