@@ -166,12 +166,10 @@ class RateView(QWidget):
             (BankQuery(self, lambda job: list(job.bank.get_profile(profile).responses))
              .supersedes((id(self), "responses")).labelled("Reading the profile")
              .success(self._set_responses).run())
-            (BankQuery(self, lambda job: [r.instance for r in job.bank.ratings(profile)])
-             .supersedes((id(self), "rated")).labelled("Reading the ratings")
-             .success(lambda rated: self._set_seen(profile, rated, [])).run())
-            (BankQuery(self, lambda job: job.bank.skipped_queries(profile))
-             .supersedes((id(self), "skipped")).labelled("Reading the skipped queries")
-             .success(lambda keys: self._set_seen(profile, [], keys)).run())
+            (BankQuery(self, lambda job: ([r.instance for r in job.bank.ratings(profile)],
+                                          job.bank.skipped_queries(profile)))
+             .supersedes((id(self), "seen")).labelled("Reading the ratings")
+             .success(lambda seen: self._set_seen(profile, *seen)).run())
         self._restart_proposals()
 
     def _set_seen(self, profile: str, rated: list[str], skipped: list[str]) -> None:

@@ -1,10 +1,16 @@
 """Take the README's screenshots of the real app (run under Xvfb):
 
     xvfb-run -a -s "-screen 0 1280x900x24" python3 docs/screenshots/take_screenshots.py
+    xvfb-run -a -s "-screen 0 1280x900x24" python3 docs/screenshots/take_screenshots.py --curve [HOME]
 
 A throwaway home (CM_DESKTOP_HOME) gets the sample profile and a dozen ratings made the way the
 Rate view makes them: the real model proposes y' for a Banking77 query and the "user" answers with
 the dataset's label. Then the app starts as usual, and each view is captured once it has settled.
+
+--curve: only the Bank view with the user's learning curve (bank_curve.png), on a home seeded with
+CURVE_RATINGS ratings made the same way: Banking77 queries (the shared dataset when present, else
+the sample queries) about CURVE_TOPICS meanings, in a fixed shuffled order - a person whose
+questions keep to a few subjects, which is when a bank pays off soonest.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 N_RATINGS = 12
+CURVE_RATINGS = 120
+CURVE_TOPICS = 12
+CURVE_DATASET = REPO.parent / "shared" / "datasets" / "banking77" / "small.jsonl"
 CHAT_QUERY = "When is my new card going to arrive?"
 
 
@@ -44,12 +53,93 @@ def seed_bank(bank_path: Path) -> None:
     bank.close_all()
 
 
+def curve_queries() -> list[tuple[str, str]]:
+    """(query, label) for the curve's simulated user: CURVE_TOPICS meanings, shuffled (seed 7)."""
+    import random
+    from collections import Counter
+
+    from cm_desktop.datasets import read_queries
+    from cm_desktop.ui.resource_files import sample_queries
+
+    queries = read_queries(CURVE_DATASET) if CURVE_DATASET.exists() else sample_queries()
+    pairs = [(q.text, q.label) for q in queries if q.label]
+    topics = {label for label, _ in Counter(label for _, label in pairs).most_common(CURVE_TOPICS)}
+    chosen = [pair for pair in pairs if pair[1] in topics]
+    random.Random(7).shuffle(chosen)
+    return chosen[:CURVE_RATINGS]
+
+
+def seed_curve_bank(bank_path: Path) -> None:
+    from bank_store import DiscrepancyBank
+    from cm_desktop.backends import load_backend
+    from cm_desktop.cm.engine import CMEngine
+    from cm_desktop.ui.resource_files import SAMPLE_PROFILE_NAME, ensure_sample_profile
+
+    bank = DiscrepancyBank(bank_path)
+    ensure_sample_profile(bank)
+    backend = load_backend("llama_cpp", n_threads=2)
+    engine = CMEngine(backend, bank, SAMPLE_PROFILE_NAME, variant="none")
+    agreed = 0
+    for i, (text, label) in enumerate(curve_queries(), 1):
+        trace = engine.propose(text)
+        agreed += trace.model_response == label
+        bank.add_rating(SAMPLE_PROFILE_NAME, text, trace.model_response, label, source="rated",
+                        strategy="vanilla", fingerprint=backend.fingerprint)
+        print(f"{i}: model agreed {agreed} of {i}", flush=True)
+    backend.close()
+    bank.close_all()
+
+
+def curve_screenshot(home: Path) -> int:
+    """The Bank view with the learning curve of a CURVE_RATINGS-rating bank (no model loaded)."""
+    if not (home / "bank.sqlite3").exists():
+        seed_curve_bank(home / "bank.sqlite3")
+    (home / "settings.json").unlink(missing_ok=True)
+    from PySide6.QtWidgets import QApplication
+
+    from cm_desktop.app import apply_look, create_app_window, start_up
+    from cm_desktop.settings import Settings
+
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("CM Desktop")
+    apply_look(app)
+    ctx, window = create_app_window(home / "bank.sqlite3", settings=Settings(onboarding_dismissed=True))
+    window.resize(1180, 820)
+    window.show()
+    start_up(ctx, window, load_model=False)
+    panel = window.bank_view.curve_panel
+    end = time.monotonic() + 600
+    window.tabs.setCurrentWidget(window.bank_view)
+    while panel.curve is None or window.bank_view.is_loading():
+        if time.monotonic() > end:
+            raise TimeoutError("the curve was not computed in time")
+        app.processEvents()
+        time.sleep(0.02)
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+    path = OUT / "bank_curve.png"
+    window.grab().save(str(path))
+    curve = panel.curve
+    print("saved", path, json.dumps({"ratings": len(curve), "summary": panel.summary.text(),
+                                     "model": float(curve.model_agrees.mean()),
+                                     "cm": float(curve.cm_agrees.mean())}), flush=True)
+    window.shutdown()
+    return 0
+
+
 def main() -> int:
-    # an optional argument: a home to reuse (seeded once, then only the screenshots are retaken)
-    home = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="cm-shots-"))
+    # optional: --curve (the learning-curve screenshot only) and a home to reuse (seeded once,
+    # then only the screenshots are retaken)
+    args = sys.argv[1:]
+    curve = "--curve" in args
+    args = [a for a in args if a != "--curve"]
+    home = Path(args[0]) if args else Path(tempfile.mkdtemp(prefix="cm-shots-"))
     home.mkdir(parents=True, exist_ok=True)
     os.environ["CM_DESKTOP_HOME"] = str(home)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if curve:
+        return curve_screenshot(home)
     if not (home / "bank.sqlite3").exists():
         seed_bank(home / "bank.sqlite3")
     (home / "settings.json").unlink(missing_ok=True)
