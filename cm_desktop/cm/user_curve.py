@@ -30,7 +30,7 @@ import numpy as np
 from bank_store.rate_state import CurveRow
 from cm_desktop.cancel import check
 from cm_desktop.cm import marginalize as mz
-from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder
+from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, normalise_text
 
 RULE_VERSION = "prequential-instance-onehot-v1"
 FIRST_TUNE = 5          # the engine tunes from 5 ratings on (CMEngine.refresh)
@@ -173,6 +173,22 @@ def evaluate_positions(index: RatingIndex, positions, cancel=None,
     return out
 
 
+def _own_ratings(index: RatingIndex) -> list[int]:
+    """Positions of the user's own ratings: source "rated", less rebase twins. A rebase stores,
+    for another model's rating, the current model's y' for the same (x, y), keeping the source:
+    the user answered nothing new there, and held out against its twin (similarity 1) CM would
+    score a point it never earned."""
+    seen: dict[tuple[str, int], set] = {}
+    out = []
+    for i, rt in enumerate(index.ratings):
+        key = (normalise_text(rt.instance), int(index.user_idx[i]))
+        models = seen.setdefault(key, set())
+        if rt.source == "rated" and not (models - {rt.fingerprint}):
+            out.append(i)
+        models.add(rt.fingerprint)
+    return out
+
+
 def compute_user_curve(bank, profile: str, embedder: Embedder | None = None,
                        cancel=None, min_rated: int = 0) -> UserCurve | None:
     """The profile's curve: cached rows whose history is unchanged are read back, the rest are
@@ -193,7 +209,7 @@ def compute_user_curve(bank, profile: str, embedder: Embedder | None = None,
             break
         valid.append(row)
     start = valid[-1].position + 1 if valid else 0
-    todo = [i for i in range(start, len(index)) if index.ratings[i].source == "rated"]
+    todo = [i for i in _own_ratings(index) if i >= start]
     results = evaluate_positions(index, todo, cancel)
     new = [CurveRow(i, chain[i], bool(mg), bool(cg)) for i, (mg, cg) in zip(todo, results)]
     if new or len(valid) < len(cached):

@@ -181,3 +181,15 @@ def test_the_id_chain_changes_exactly_from_the_first_difference():
     a = uc.id_chain(["r1", "r2", "r3", "r4"])
     b = uc.id_chain(["r1", "r2", "rX", "r4"])
     assert a[:2] == b[:2] and all(x != y for x, y in itertools.islice(zip(a, b), 2, None))
+
+
+def test_a_rebased_twin_is_no_new_point_of_the_users_curve(bank, embedder):
+    bank.create_profile("p", RESPONSES)
+    for x, ym, yu in RATED[:4]:
+        bank.add_rating("p", x, ym, yu, fingerprint="model-a")
+    # what a rebase stores: the new model's y' for the same (x, y), source kept
+    for x, _, yu in RATED[:4]:
+        bank.add_rating("p", x, "music", yu, fingerprint="model-b")
+    bank.add_rating("p", *RATED[4], fingerprint="model-b")
+    curve = uc.compute_user_curve(bank, "p", embedder)
+    assert curve.positions == [0, 1, 2, 3, 8]
