@@ -113,7 +113,7 @@ class BankView(QWidget):
         self.title.setObjectName("bankTitle")
 
         stats_box = QGroupBox("Stats")
-        grid = QGridLayout(stats_box)
+        grid = QGridLayout()
         self.ratings_label = _plain("—")
         self.sources_label = _plain("—")
         self.coverage_label = _plain("—")
@@ -121,20 +121,25 @@ class BankView(QWidget):
         # the user's own learning curve: held-out agreement as the bank grew (cm.user_curve)
         self.curve_panel = UserCurvePanel(self.ctx)
         self.curve_panel.setObjectName("agreementWithMe")
-        # two columns of (name, value): the stats stay a compact strip above the table and heatmap
+        # (name, value) rows at the left, the curve at the right: the stats stay a compact strip
+        # above the table and heatmap, as high as the curve
+        self.models_row = BankModelsRow(self.ctx)
         cells = [("Ratings", self.ratings_label), ("By source", self.sources_label),
                  ("Coverage of the response set", self.coverage_label),
-                 ("Model agrees in the bank", self.bank_agreement_label)]
+                 ("Model agrees in the bank", self.bank_agreement_label),
+                 ("Ratings by model", self.models_row)]
         for i, (name, value) in enumerate(cells):
-            grid.addWidget(_plain(name), i // 2, 2 * (i % 2))
-            grid.addWidget(value, i // 2, 2 * (i % 2) + 1)
-        grid.addWidget(_plain("Agreement with me\n(held out, as the\nbank grew)"), 2, 0, Qt.AlignTop)
-        grid.addWidget(self.curve_panel, 2, 1, 1, 3)
-        self.models_row = BankModelsRow(self.ctx)
-        grid.addWidget(_plain("Ratings by model"), 3, 0)
-        grid.addWidget(self.models_row, 3, 1, 1, 3)
+            grid.addWidget(_plain(name), i, 0)
+            grid.addWidget(value, i, 1)
         grid.setColumnStretch(1, 1)
-        grid.setColumnStretch(3, 1)
+        curve_box = QVBoxLayout()
+        curve_box.setSpacing(2)
+        curve_box.addWidget(_plain("Agreement with me, held out, as the bank grew"))
+        curve_box.addWidget(self.curve_panel, 1)
+        strip = QHBoxLayout(stats_box)
+        strip.addLayout(grid, 1)
+        strip.addSpacing(12)
+        strip.addLayout(curve_box, 1)
 
         # table
         self.table_model = BankTableModel(self)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QWidget
+from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from cm_desktop.cm.user_curve import WINDOW, UserCurve, compute_user_curve
 from cm_desktop.ui.ops import BankQuery
@@ -33,9 +33,9 @@ def curve_summary(curve: UserCurve, window: int = WINDOW) -> str:
                 if curve.total_ratings == 0 else
                 "No ratings of your own yet (the bank's ratings were imported or estimated).")
     _, model, cm = curve.windowed(window)
-    over = f"your last {min(window, n)}" if n > window else f"your {n}"
-    return (f"Held out, over {over} rating{'s' if n != 1 else ''}: raw model {_pct(model[-1])}"
-            f" · with CM {_pct(cm[-1])}  ({n} rated in all)")
+    over = f"your last {window} of {n} ratings" if n > window else \
+        f"your {n} rating{'s' if n != 1 else ''}"
+    return f"Held out, over {over}: raw model {_pct(model[-1])} · with CM {_pct(cm[-1])}"
 
 
 class UserCurvePlot(QWidget):
@@ -46,10 +46,10 @@ class UserCurvePlot(QWidget):
         self.curve: UserCurve | None = None
         self.message = "computing…"
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.setMinimumHeight(120)
+        self.setMinimumHeight(100)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
-        return QSize(520, 130)
+        return QSize(480, 120)
 
     def set_curve(self, curve: UserCurve | None, message: str = "") -> None:
         self.curve, self.message = curve, message
@@ -137,10 +137,11 @@ class UserCurvePanel(QWidget):
         self.plot = UserCurvePlot(self)
         self.summary = plain_label("", wrap=True)
         self.summary.setObjectName("muted")
-        layout = QHBoxLayout(self)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot, 3)
-        layout.addWidget(self.summary, 1)
+        layout.setSpacing(2)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.summary)
 
     def load(self, profile: str | None) -> None:
         """Show `profile`'s curve (None: nothing); cached points are read, new ones evaluated."""

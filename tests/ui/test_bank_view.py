@@ -303,7 +303,7 @@ def test_stats_match_the_bank(view, bank):
     assert int(curve.model_agrees.sum()) == model_agree
     assert view.curve_panel.summary.text() == (
         f"Held out, over your {len(curve)} ratings: raw model {100 * model[-1]:.0f}%"
-        f" · with CM {100 * cm[-1]:.0f}%  ({len(curve)} rated in all)")
+        f" · with CM {100 * cm[-1]:.0f}%")
 
 
 def test_refreshes_on_bank_and_profile_change(view, bank, app_ctx, qtbot):

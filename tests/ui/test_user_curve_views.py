@@ -61,7 +61,7 @@ def test_the_bank_view_plots_the_curve_and_a_new_rating_adds_one_point(app_windo
     assert panel.plot.isVisible() and panel.plot.height() >= 100
     image = panel.plot.grab().toImage().convertToFormat(QImage.Format_ARGB32)
     assert _has_colour(image, CM_COLOUR) and _has_colour(image, MODEL_COLOUR)
-    assert panel.summary.text().startswith("Held out, over your last 25 ratings")
+    assert panel.summary.text().startswith("Held out, over your last 25 of 60 ratings")
 
     # one more rating through the Rate view's own undoable write
     x_new, ym, yu = _rising()[60]
