@@ -132,7 +132,8 @@ class UserCurvePanel(QWidget):
     def __init__(self, ctx, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
-        self.curve: UserCurve | None = None
+        self.curve: UserCurve | None = None   # None while a load runs
+        self._profile: str | None = None      # whose curve the plot shows
         self._op = None
         self.plot = UserCurvePlot(self)
         self.summary = plain_label("", wrap=True)
@@ -149,11 +150,14 @@ class UserCurvePanel(QWidget):
         if self._op is not None and not self._op.done:
             self._op.cancel()
         if not profile:
+            self._profile = None
             self.plot.set_curve(None, "No profile selected")
             set_plain(self.summary, "")
             return
-        self.plot.set_curve(None, "computing…")
-        set_plain(self.summary, "")
+        if profile != self._profile:      # the same profile's curve stays up until the new one
+            self._profile = profile
+            self.plot.set_curve(None, "computing…")
+            set_plain(self.summary, "")
         self._op = (BankQuery(self, lambda job: compute_user_curve(job.bank, profile, cancel=job.cancel))
                     .supersedes((id(self), "curve"))
                     .labelled("Your learning curve")

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 N_RATINGS = 12
-CURVE_RATINGS = 120
+CURVE_RATINGS = 54
 CURVE_TOPICS = 12
 CURVE_DATASET = REPO.parent / "shared" / "datasets" / "banking77" / "small.jsonl"
 CHAT_QUERY = "When is my new card going to arrive?"
