@@ -105,16 +105,13 @@ def counted(ratings: Sequence[Rating], fingerprint: str | None) -> list[tuple[Ra
     of the same (x, y) beside it: from then on the new rating stands for it, so the user's
     answer is not heard twice. Another model's rating without an instance (a paper file's) has
     no x to be near and no y' that may steer: it does not count at all. Order is kept."""
-    current, other = _split(ratings, fingerprint)
-    replaced = {id(r) for r, done in zip(other, _rebased(current, other)) if done}
-    cur_ids = {id(r) for r in current}
-    out = []
-    for r in ratings:
-        if id(r) in cur_ids:
-            out.append((r, True))
-        elif id(r) not in replaced and r.instance.strip():
-            out.append((r, False))
-    return out
+    is_cur = [is_current(r.fingerprint, r.source, fingerprint) for r in ratings]
+    other_at = [i for i, cur in enumerate(is_cur) if not cur]
+    replaced = _rebased([r for r, cur in zip(ratings, is_cur) if cur],
+                        [ratings[i] for i in other_at])
+    dropped = {i for i, done in zip(other_at, replaced) if done}
+    return [(r, cur) for i, (r, cur) in enumerate(zip(ratings, is_cur))
+            if cur or (i not in dropped and r.instance.strip())]
 
 
 def model_counts(bank, profile: str, fingerprint: str | None) -> ModelCounts:
