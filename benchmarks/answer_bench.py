@@ -73,6 +73,9 @@ def main() -> int:
     ap.add_argument("--meaning", choices=("cm", "label"), default="cm",
                     help="reply for CM's decision (needs a bank) or for the query's label (the "
                     "right meaning: measures the reply alone, no bank, no decision passes)")
+    ap.add_argument("--without-queries", type=int, default=None,
+                    help="write the reply without guidance for only the first this many queries "
+                    "(it states no key fact: the facts are the sample's own; saves model time)")
     ap.add_argument("--json", help="write the figures and every reply here")
     ap.add_argument("--show", type=int, default=4, help="print this many example replies")
     args = ap.parse_args()
@@ -104,14 +107,18 @@ def main() -> int:
     guidance = bank.guidance(profile)
     queries = held_out_queries(load_dataset(DATA / "small.jsonl"), bank, profile, None,
                                args.seed)
-    queries = random.Random(args.seed).sample(list(queries), min(args.queries, len(queries)))
+    pool = random.Random(args.seed).sample(list(queries), len(queries))
+    queries = pool[:args.queries]          # 0: only the follow-up and time-to-first-token parts
 
     rows = []
     t0 = time.perf_counter()
     for i, rec in enumerate(queries):
         chosen = engine.decide(rec["input"]).chosen if args.meaning == "cm" else rec["label"]
         row = {"query": rec["input"], "label": rec["label"], "chosen": chosen}
-        for arm, text in (("with", guidance.get(chosen, "")), ("without", "")):
+        arms = [("with", guidance.get(chosen, ""))]
+        if args.without_queries is None or i < args.without_queries:
+            arms.append(("without", ""))
+        for arm, text in arms:
             msgs = chat.reply_messages(backend, rec["input"], chosen, text, (), args.max_tokens)
             raw, shown = raw_and_shown(backend, msgs, args.max_tokens)
             row[arm] = {"raw": raw, "shown": shown,
@@ -123,14 +130,16 @@ def main() -> int:
         print(f"\r{i + 1}/{len(queries)} {time.perf_counter() - t0:.0f} s", end="",
               file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    n = len(rows)
+    n = max(len(rows), 1)
 
     def share(arm, key):
-        return sum(r[arm][key] for r in rows) / n
+        had = [r for r in rows if arm in r]
+        return sum(r[arm][key] for r in had) / len(had) if had else None
 
     right = [r for r in rows if r["chosen"] == r["label"]]
     figures = {
-        "queries": n, "decision_accuracy": len(right) / n,
+        "queries": len(rows), "queries_without_guidance": sum("without" in r for r in rows),
+        "decision_accuracy": len(right) / n,
         "key_fact_with_guidance": share("with", "fact"),
         "key_fact_without_guidance": share("without", "fact"),
         "key_fact_with_guidance_right_meaning":
@@ -160,7 +169,7 @@ def main() -> int:
     history: list[dict] = []
     ttft = []
     for turn in range(args.turns if engine is not None else 0):
-        rec = queries[turn % n]
+        rec = pool[turn]
         trace = engine.decide(chat.decision_text(rec["input"], history))
         msgs = chat.reply_messages(backend, rec["input"], trace.chosen,
                                    guidance.get(trace.chosen, ""), history, args.max_tokens)
@@ -183,7 +192,8 @@ def main() -> int:
     for r in rows[:args.show]:
         print(f"\nQ: {r['query']}\n   chosen {r['chosen']} (label {r['label']})")
         print(f"   with guidance:    {r['with']['shown']!r}")
-        print(f"   without guidance: {r['without']['shown']!r}")
+        if "without" in r:
+            print(f"   without guidance: {r['without']['shown']!r}")
     print()
     for k, v in figures.items():
         print(f"{k:40s} {v:.3f}" if isinstance(v, float) else f"{k:40s} {v}")

@@ -88,11 +88,13 @@ def restricted_prompt(candidates: Sequence[str], query: str) -> str:
 #
 # Two layouts. A chat model (its own template) gets the note inside the user's message. A base
 # model read as a plain transcript (the embedded Gemma 270M) gets the note as a System line just
-# before the user's message, and worked replies that state their note word for word: on the same
-# 8 Banking77 queries this stated a key fact in 2 of 8 replies, the note in the user's message in
-# 0-1 of 8 (7 layouts tried; the model mostly repeats the user's message or the last worked
-# reply). A System line in mid-conversation is fine in a transcript but refused by some chat
-# templates, hence the two.
+# AFTER the user's message, so the note is the nearest text to the reply, and worked replies that
+# restate their own note (the first in other words, the second word for word). The model then
+# continues the pattern "note, then a reply that says it": on 100 Banking77 queries this stated
+# a key fact in most replies (benchmarks/RESULTS.md). With the note before the message the model
+# mostly repeated the user's message or the last worked reply instead (2 of 8, 7 layouts tried).
+# A System line in mid-conversation is fine in a transcript but refused by some chat templates,
+# hence the two.
 
 NOTE_MEANING = "What the user means"
 NOTE_GUIDANCE = "What the reply must say"
@@ -104,16 +106,20 @@ CHAT_INSTRUCTION = (
 TRANSCRIPT_INSTRUCTION = ("The assistant replies to each user in one or two sentences, saying "
                           "what it was told to tell them.")
 
+# (message, meaning, guidance, chat reply with guidance, transcript reply with guidance, reply
+# without guidance). A transcript reply starts with its note's facts: the form a base model copies.
 _WORKED_TURNS = (
     ("My parcel still hasn't shown up.", "delivery status",
      "Parcels arrive within 2-4 working days. Offer to send the tracking link.",
      "Parcels usually arrive within 2-4 working days. Would you like me to send you the tracking "
      "link so you can see where it is?",
+     "Parcels arrive within 2-4 working days. I can send you the tracking link if you like.",
      "I can help you find out where your parcel is. Could you tell me your order number?"),
     ("I can't get into my account anymore", "password reset",
      "Use 'Forgot password' on the sign-in page; the reset link is valid for 1 hour.",
      "Click 'Forgot password' on the sign-in page and we'll email you a reset link. The link is "
      "valid for 1 hour, so use it soon.",
+     "Use 'Forgot password' on the sign-in page; the reset link is valid for 1 hour.",
      "I'm sorry you're locked out. I can help you reset your password: which email address is "
      "your account under?"),
 )
@@ -139,10 +145,10 @@ def guided_turn(query: str, chosen: str, guidance: str = "") -> str:
 
 def guided_messages(query: str, chosen: str, guidance: str = "", *,
                     transcript: bool = False) -> list[dict]:
-    """The message with its note: one user message, or (transcript) a System note then it."""
+    """The message with its note: one user message, or (transcript) it, then a System note."""
     if transcript:
-        return [{"role": "system", "content": _transcript_note(chosen, guidance)},
-                {"role": "user", "content": query.strip()}]
+        return [{"role": "user", "content": query.strip()},
+                {"role": "system", "content": _transcript_note(chosen, guidance)}]
     return [{"role": "user", "content": guided_turn(query, chosen, guidance)}]
 
 
@@ -151,8 +157,8 @@ def chat_preamble(guided: bool = True, *, transcript: bool = False) -> list[dict
     only the meaning and replies that invent no facts)."""
     msgs = [{"role": "system", "content": TRANSCRIPT_INSTRUCTION if transcript
              else CHAT_INSTRUCTION}]
-    for query, meaning, guidance, with_guidance, without in _WORKED_TURNS:
-        reply = (guidance if transcript else with_guidance) if guided else without
+    for query, meaning, guidance, chat_reply, transcript_reply, without in _WORKED_TURNS:
+        reply = (transcript_reply if transcript else chat_reply) if guided else without
         msgs += guided_messages(query, meaning, guidance if guided else "", transcript=transcript)
         msgs.append({"role": "assistant", "content": reply})
     return msgs

@@ -166,9 +166,10 @@ class ChatView(ConversationsMixin, QWidget):
             trace, guidance = result
             reply.set_trace(trace)
             reply.guidance = guidance
-            reply.answers["personal"] = ""
-            reply.answers["raw"] = ""
+            reply.reset_answers()
             self._stream(reply, "personal", trace.chosen)
+            # the raw answer may have been asked for while the meaning was being chosen
+            self.show_answer(reply, reply.showing)
 
         def failed(exc):
             if not shiboken6.isValid(reply):      # its conversation was closed
@@ -195,6 +196,10 @@ class ChatView(ConversationsMixin, QWidget):
         max_tokens = int(settings.max_tokens)
         guidance = reply.guidance if which == "personal" else ""
         query, history = reply.query, list(reply.history)
+        stream_id = reply.new_stream(which)
+
+        def current() -> bool:   # the reply exists and this is its latest stream of `which`
+            return shiboken6.isValid(reply) and reply.stream_ids[which] == stream_id
 
         def stream(job):
             # A generator: the prompt first (kept on the reply), then each piece of the reply;
@@ -207,25 +212,28 @@ class ChatView(ConversationsMixin, QWidget):
                 cancel=job.cancel))
 
         def finished(_result) -> None:
-            if not shiboken6.isValid(reply):      # its conversation was closed
+            if not current():      # its conversation was closed, or the answer rewritten
                 return
+            reply.streaming.discard(which)
             if which == "personal":
                 self._save_reply(reply)
             self.reply_finished.emit(reply)
 
         def failed(exc):
-            if not shiboken6.isValid(reply):      # its conversation was closed
+            if not current():      # its conversation was closed, or the answer rewritten
                 return
+            reply.streaming.discard(which)
             from cm_desktop.ui.errors import explain
             reply.append(which, f"\n[{explain(exc)[0]}]")
             self.reply_finished.emit(reply)
 
         op = (ModelJob(self, stream).with_priority(Priority.INTERACTIVE).labelled("Writing the answer")
-              .on_yield(lambda piece: self.append_streamed(reply, which, piece))
+              .on_yield(lambda piece: self.append_streamed(reply, which, piece, stream_id))
               .success(finished).failure(failed).run())
 
         def stopped():
-            if op.was_cancelled and shiboken6.isValid(reply):
+            if op.was_cancelled and current():
+                reply.streaming.discard(which)
                 if which == "personal":
                     self._save_reply(reply)       # kept as far as it got
                 self.reply_finished.emit(reply)
@@ -233,11 +241,15 @@ class ChatView(ConversationsMixin, QWidget):
         op.finished.connect(stopped)
         self._track(op)
 
-    def append_streamed(self, reply: ReplyWidget, which: str, piece) -> None:
+    def append_streamed(self, reply: ReplyWidget, which: str, piece,
+                        stream_id: int | None = None) -> None:
         """Where each streamed value of an answer arrives (GUI thread): first the prompt it is
         written from (a list of messages), then its pieces; keeps the view at the bottom if it
-        was there."""
+        was there. Pieces of a stream the answer no longer shows (`stream_id` is not its latest:
+        the reply was rewritten meanwhile) are dropped."""
         if not shiboken6.isValid(reply):
+            return
+        if stream_id is not None and stream_id != reply.stream_ids[which]:
             return
         if isinstance(piece, list):
             reply.prompts[which] = piece
@@ -279,13 +291,17 @@ class ChatView(ConversationsMixin, QWidget):
         if reply is self.replies[-1] and self.history and self.history[-1]["role"] == "assistant":
             self.history.pop()        # the last reply is being rewritten
         reply.regenerate_button.setEnabled(False)
-        reply.show("personal")
-        set_plain(reply.body, "")
         if chosen is None:
-            reply.answers["personal"] = ""
             self._stream(reply, "personal", reply.trace.chosen)
         else:
+            # until the meaning is chosen again, the old trace's answers are not shown
+            reply.reset_answers()
             self._decide(reply, profile, chosen)
+        # the rewrite is what the reply shows now; the raw toggle may switch again any time
+        reply.raw_button.blockSignals(True)
+        reply.raw_button.setChecked(False)
+        reply.raw_button.blockSignals(False)
+        reply.show("personal")
 
     def _track(self, op) -> None:
         self._ops.append(op)
@@ -327,12 +343,10 @@ class ChatView(ConversationsMixin, QWidget):
     def show_answer(self, reply: ReplyWidget, which: str) -> None:
         reply.show(which)
         trace = reply.trace
-        if which == "raw" and trace is not None and not reply.answers["raw"]:
-            if trace.model_response == trace.chosen:
-                reply.answers["raw"] = reply.answers["personal"]
-                reply.show("raw")
-            else:
-                self._stream(reply, "raw", trace.model_response)
+        # the raw answer is written once, on first view (the personal one when they are equal)
+        if (which == "raw" and trace is not None and not reply.raw_is_personal()
+                and not reply.answers["raw"] and "raw" not in reply.streaming):
+            self._stream(reply, "raw", trace.model_response)
 
     def _rate(self, reply: ReplyWidget, user_response: str) -> None:
         profile = self.ctx.profile

@@ -104,6 +104,9 @@ class ReplyWidget(QFrame):
         self.history: list[dict] = []   # the conversation before this reply's message
         self.message_id: int | None = None   # the stored reply (set once it is saved)
         self.answers = {"personal": "", "raw": ""}
+        # Each answer's current stream: a newer one (a rewrite) makes pieces of older ones stale.
+        self.stream_ids = {"personal": 0, "raw": 0}
+        self.streaming: set[str] = set()   # answers whose current stream is still being written
         self.prompts: dict[str, list[dict]] = {}   # the messages each answer was written from
         self.showing = "personal"
         self.rated = False
@@ -172,13 +175,37 @@ class ReplyWidget(QFrame):
         self.why_panel.setVisible(on)
         self.guidance_button.setVisible(on)
 
+    def raw_is_personal(self) -> bool:
+        """The bank did not change the model's answer: the raw answer is the personal one, the
+        same text as it streams (never a copy taken while it was still being written)."""
+        return self.trace is not None and self.trace.model_response == self.trace.chosen
+
+    def new_stream(self, which: str) -> int:
+        """Start a new stream of answer `which` (its earlier text and streams are dropped)."""
+        self.stream_ids[which] += 1
+        self.answers[which] = ""
+        self.streaming.add(which)
+        return self.stream_ids[which]
+
+    def reset_answers(self) -> None:
+        """The reply is rewritten (for another meaning): both answers start over, and pieces
+        still arriving from their earlier streams are dropped."""
+        for which in self.answers:
+            self.stream_ids[which] += 1
+            self.answers[which] = ""
+        self.streaming.clear()
+
     def append(self, which: str, text: str) -> None:
         self.answers[which] += text
-        if which == self.showing:
-            set_plain(self.body, breakable(self.answers[which]))
+        if which == "personal" and self.raw_is_personal():
+            self.answers["raw"] = self.answers["personal"]
+        if which == self.showing or self.raw_is_personal():
+            set_plain(self.body, breakable(self.answers[self.showing]))
 
     def show(self, which: str) -> None:  # noqa: A003 - the reply shows one of its two answers
         self.showing = which
+        if self.raw_is_personal():
+            self.answers["raw"] = self.answers["personal"]
         if self.trace is not None:
             response = self.trace.chosen if which == "personal" else self.trace.model_response
             prefix = "→ " if which == "personal" else "Raw model → "

@@ -135,21 +135,29 @@ def test_history_messages_skip_empty_replies():
         {"role": "assistant", "content": "B"}]
 
 
-def test_transcript_layout_puts_the_note_as_a_system_line_before_the_message():
+def test_transcript_layout_puts_the_note_as_a_system_line_right_after_the_message():
     history = _history(1)
     msgs = st.chat_messages("Where is my card?", "card arrival", history, GUIDANCE,
                             transcript=True)
-    assert msgs[-2] == {"role": "system", "content": f"{st.TRANSCRIPT_NOTE}: {GUIDANCE}"}
-    assert msgs[-1] == {"role": "user", "content": "Where is my card?"}
+    # the note is the nearest text to the reply
+    assert msgs[-2] == {"role": "user", "content": "Where is my card?"}
+    assert msgs[-1] == {"role": "system", "content": f"{st.TRANSCRIPT_NOTE}: {GUIDANCE}"}
     assert msgs[-4:-2] == history
-    # each worked reply states its note word for word: the form the model copies
+    # each worked reply restates its own note, starting with the note's first fact: the form the
+    # model copies (the new note, not the last worked reply)
     worked = msgs[1:1 + 3 * len(st._WORKED_TURNS)]
-    for note, user, reply in zip(worked[::3], worked[1::3], worked[2::3]):
-        assert (note["role"], user["role"], reply["role"]) == ("system", "user", "assistant")
-        assert note["content"] == f"{st.TRANSCRIPT_NOTE}: {reply['content']}"
+    for user, note, reply in zip(worked[::3], worked[1::3], worked[2::3]):
+        assert (user["role"], note["role"], reply["role"]) == ("user", "system", "assistant")
+        told = note["content"].removeprefix(f"{st.TRANSCRIPT_NOTE}: ")
+        assert told != note["content"]
+        first_fact = told.split(".")[0].split(";")[0]
+        assert reply["content"].startswith(first_fact)
     unguided = st.chat_messages("Where is my card?", "card arrival", transcript=True)
-    assert unguided[-2]["content"] == f"{st.NOTE_MEANING}: card arrival."
+    assert unguided[-1] == {"role": "system", "content": f"{st.NOTE_MEANING}: card arrival."}
     assert all(st.TRANSCRIPT_NOTE not in m["content"] for m in unguided)
+    # the unguided worked replies state none of the guided ones' facts
+    assert not any("2-4 working days" in m["content"] or "1 hour" in m["content"]
+                   for m in unguided if m["role"] == "assistant")
 
 
 def test_reply_messages_use_the_transcript_layout_for_a_transcript_backend():
@@ -163,5 +171,6 @@ def test_reply_messages_use_the_transcript_layout_for_a_transcript_backend():
 
     base = chat.reply_messages(Base(), "hi", "card arrival", GUIDANCE)
     chatty = chat.reply_messages(Chatty(), "hi", "card arrival", GUIDANCE)
-    assert base[-2]["role"] == "system" and base[-1]["content"] == "hi"
+    assert base[-2]["content"] == "hi" and base[-1]["role"] == "system"
+    assert GUIDANCE in base[-1]["content"]
     assert chatty[-1]["content"].startswith("hi\n[") and chatty[-2]["role"] == "assistant"

@@ -126,10 +126,12 @@ def test_two_turns_with_the_model_are_kept_and_guidance_from_the_bank_view_reach
         chat.send("and how long does that take?")
     second = chat.replies[-1]
     prompt = second.prompts["personal"]
-    # the earlier turn is in the prompt, and the note of the message (inside it, or for a base
-    # model a System line just before it) carries the guidance when CM chose the same meaning
+    # the earlier turn is in the prompt; the embedded base model gets the message, then its note
+    # as a System line (the nearest text to the reply), which carries the guidance when CM chose
+    # the same meaning
     assert {"role": "user", "content": "I ordered a card last week and it has not come"} in prompt
-    assert prompt[-1]["content"].startswith("and how long does that take?")
+    assert prompt[-2] == {"role": "user", "content": "and how long does that take?"}
+    assert prompt[-1]["role"] == "system"
     note = " ".join(m["content"] for m in prompt[-2:])
     assert (GUIDANCE in note) == (second.trace.chosen == chosen)
     assert second.trace.query.startswith("I ordered a card")     # decided with the first turn
@@ -208,3 +210,41 @@ def test_a_long_unbroken_reply_wraps_and_copy_gives_the_original(app_window, qtb
     assert not chat.scroll.horizontalScrollBar().isVisible()
     reply.copy_button.click()
     assert QGuiApplication.clipboard().text() == runaway
+
+
+@pytest.mark.slow
+def test_the_raw_toggle_while_a_picked_meaning_is_rewritten_shows_the_new_raw_answer(
+        app_window, llama_backend, qtbot):
+    ctx, window = app_window("Test", responses=sample_responses())
+    ctx.inference.use_backend(llama_backend)
+    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
+    chat = window.chat_view
+    window.tabs.setCurrentWidget(chat)
+    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+        reply = chat.send("I ordered a card last week and it has not come")
+    qtbot.waitUntil(lambda: not chat.is_busy(), timeout=MODEL_WAIT_MS)
+    before = reply.trace
+    picked = next(r for r in sample_responses() if r not in (before.chosen, before.model_response))
+
+    dialog = chat.thumbs_down(reply)
+    dialog.all_list.setCurrentItem(next(
+        dialog.all_list.item(i) for i in range(dialog.all_list.count())
+        if dialog.all_list.item(i).data(Qt.UserRole) == picked))
+    dialog._ok()
+    # at once, before the event loop runs: the meaning is still being chosen again
+    reply.raw_button.click()
+    qtbot.waitUntil(lambda: not chat.is_busy() and reply.trace.chosen == picked, timeout=MODEL_WAIT_MS)
+
+    # the toggle still says raw, and the reply shows the model's own answer, complete
+    assert reply.raw_button.isChecked() and reply.showing == "raw"
+    assert reply.header.text() == f"Raw model → {reply.trace.model_response}"
+    assert reply.answers["raw"].strip() and reply.body.text() == reply.answers["raw"]
+    # the model's response is decided again the same way, and the raw answer is written for it
+    assert reply.trace.model_response == before.model_response != picked
+    assert reply.prompts["raw"] != reply.prompts["personal"]
+    reply.raw_button.click()
+    assert reply.header.text() == f"→ {picked}"
+    assert reply.answers["personal"].strip() and reply.body.text() == reply.answers["personal"]
+    qtbot.waitUntil(lambda: reply.message_id is not None, timeout=15000)
+    stored = ctx.bank.conversation(chat.conversation.id).messages[-1]
+    assert (stored.text, stored.response) == (reply.answers["personal"], picked)
