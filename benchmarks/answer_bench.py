@@ -63,7 +63,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--bank-proportion", type=float, default=0.03)
+    ap.add_argument("--bank-proportion", type=float, default=0.03,
+                    help="estimate this share of banking77/large.jsonl into the bank (0: use the "
+                    "bank as it is)")
     ap.add_argument("--bank-file", help="reuse (or create) this bank instead of a temporary one")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=80)
@@ -98,10 +100,11 @@ def main() -> int:
     t0 = time.perf_counter()
     engine = None
     if args.meaning == "cm" or args.followups != 0 or args.turns:
-        report = estimate_bank(backend, bank, DATA / "large.jsonl", args.bank_proportion, 40,
-                               profile)
-        print(f"bank: {bank.rating_count(profile)} ratings ({report.added} new, "
-              f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        if args.bank_proportion > 0:
+            report = estimate_bank(backend, bank, DATA / "large.jsonl", args.bank_proportion, 40,
+                                   profile)
+            print(f"bank: {bank.rating_count(profile)} ratings ({report.added} new, "
+                  f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr)
         engine = CMEngine(backend, bank, profile, variant="instance")
     facts = {g.response: g.key_facts for g in sample_guidance(profile)}
     guidance = bank.guidance(profile)
@@ -150,6 +153,30 @@ def main() -> int:
         "empty_replies_with": sum(not r["with"]["shown"].strip() for r in rows) / n,
     }
 
+    # time to first token over one conversation
+    history: list[dict] = []
+    ttft = []
+    for turn in range(args.turns if engine is not None else 0):
+        rec = pool[turn]
+        trace = engine.decide(chat.decision_text(rec["input"], history))
+        msgs = chat.reply_messages(backend, rec["input"], trace.chosen,
+                                   guidance.get(trace.chosen, ""), history, args.max_tokens,
+                                   guidance_of=guidance)
+        evaluated = backend.stats.get("chat_tokens_evaluated", 0)
+        t = time.perf_counter()
+        stream = chat.clean_reply(backend.stream_chat(msgs, max_tokens=args.max_tokens,
+                                                      temperature=0.0))
+        first = next(stream, "")
+        ttft.append(time.perf_counter() - t)
+        reply = first + "".join(stream)
+        print(json.dumps({"turn": turn + 1, "ttft_s": round(ttft[-1], 3), "chosen": trace.chosen,
+                          "prompt_tokens_evaluated":
+                              backend.stats.get("chat_tokens_evaluated", 0) - evaluated,
+                          "reply": reply}, ensure_ascii=False), flush=True)
+        history += [{"role": "user", "content": rec["input"]},
+                    {"role": "assistant", "content": reply, "meaning": trace.chosen}]
+    figures["ttft_s"] = [round(x, 3) for x in ttft]
+    figures["ttft_turn_last_over_first"] = ttft[-1] / ttft[0] if ttft else None
     # follow-ups: the second turn decided alone vs with the previous user turn
     follow = [json.loads(line) for line in FOLLOWUPS.read_text(encoding="utf-8").splitlines()
               if line.strip()][:args.followups]
@@ -160,29 +187,13 @@ def main() -> int:
         for rule in chat.FOLLOWUP_RULES:
             chosen = engine.decide(chat.decision_text(f["followup"], history, rule)).chosen
             hits[rule] += chosen == f["label"]
+            print(json.dumps({"followup": f["followup"], "rule": rule, "chosen": chosen,
+                              "label": f["label"]}), flush=True)
     for rule in chat.FOLLOWUP_RULES:
         figures[f"followup_{rule}"] = hits[rule] / len(follow) if follow else None
     figures["followups"] = len(follow)
     figures["followup_rule_in_use"] = chat.FOLLOWUP_RULE
 
-    # time to first token over one conversation
-    history: list[dict] = []
-    ttft = []
-    for turn in range(args.turns if engine is not None else 0):
-        rec = pool[turn]
-        trace = engine.decide(chat.decision_text(rec["input"], history))
-        msgs = chat.reply_messages(backend, rec["input"], trace.chosen,
-                                   guidance.get(trace.chosen, ""), history, args.max_tokens)
-        t = time.perf_counter()
-        stream = chat.clean_reply(backend.stream_chat(msgs, max_tokens=args.max_tokens,
-                                                      temperature=0.0))
-        first = next(stream, "")
-        ttft.append(time.perf_counter() - t)
-        reply = first + "".join(stream)
-        history += [{"role": "user", "content": rec["input"]},
-                    {"role": "assistant", "content": reply}]
-    figures["ttft_s"] = [round(x, 3) for x in ttft]
-    figures["ttft_turn_last_over_first"] = ttft[-1] / ttft[0] if ttft else None
     backend.close()
     bank.close()
 

@@ -98,7 +98,7 @@ def cmd_chat(args) -> int:
             last = engine.decide(chat.decision_text(text, history))
             guidance = bank.guidance_for(profile, last.chosen)
             messages = chat.reply_messages(backend, text, last.chosen, guidance, history,
-                                           args.max_tokens)
+                                           args.max_tokens, guidance_of=bank.guidance(profile))
             if interactive:
                 out.write(f"[{inert(last.chosen)}] ")
             else:       # stdout carries the replies alone; what was chosen goes to stderr
@@ -116,7 +116,8 @@ def cmd_chat(args) -> int:
             out.write("\n")
             out.flush()
             history += [{"role": "user", "content": text},
-                        {"role": "assistant", "content": "".join(reply)}]
+                        {"role": "assistant", "content": "".join(reply),
+                         "meaning": last.chosen}]
     finally:
         backend.close()
     return 0

@@ -9,7 +9,7 @@ where the model starts writing prompt text or a new turn.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from cm_desktop.cm import strategies as st
 
@@ -63,23 +63,31 @@ def context_tokens(backend) -> int:
 
 
 def reply_messages(backend, message: str, chosen: str, guidance: str = "",
-                   history: Sequence[dict] = (), max_tokens: int = 160) -> list[dict]:
+                   history: Sequence[dict] = (), max_tokens: int = 160,
+                   guidance_of: Mapping[str, str] | None = None) -> list[dict]:
     """The answer prompt for `message`, fitted into the backend's context with room for
-    `max_tokens` of reply (the oldest turns dropped first, counted in the model's tokens)."""
+    `max_tokens` of reply (the oldest turns dropped first, counted in the model's tokens).
+    `history`: the conversation so far; an assistant turn may name the response it was written
+    for (`meaning`), whose guidance `guidance_of` gives (the profile's, see st.chat_messages)."""
     budget = max(context_tokens(backend) - int(max_tokens) - _REPLY_MARGIN, 1)
     return st.chat_messages(message, chosen, history, guidance,
                             count_tokens=token_counter(backend), budget=budget,
-                            transcript=getattr(backend, "chat_mode", "") == "transcript")
+                            transcript=getattr(backend, "chat_mode", "") == "transcript",
+                            guidance_of=guidance_of)
 
 
 def history_messages(messages: Iterable) -> list[dict]:
     """A stored conversation's turns (bank_store Message records) as chat messages; replies
-    that were never written (empty) are left out with the user turn they answer kept."""
+    that were never written (empty) are left out with the user turn they answer kept. A reply
+    keeps the response it was written for as its `meaning`."""
     out = []
     for m in messages:
         if m.role == "assistant" and not m.text.strip():
             continue
-        out.append({"role": m.role, "content": m.text})
+        turn = {"role": m.role, "content": m.text}
+        if m.role == "assistant" and m.response:
+            turn["meaning"] = m.response
+        out.append(turn)
     return out
 
 

@@ -14,7 +14,7 @@ always chosen by scoring the response set - free text is never parsed.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 STRATEGIES = ("vanilla", "cot", "fot", "consistent", "feedback")
 FOT_EXAMPLES = 3        # FoT shows the k nearest rated examples; CoT the single nearest
@@ -171,19 +171,30 @@ def _approx_tokens(text: str) -> int:
 
 def chat_messages(query: str, chosen: str, history: Sequence[dict] = (), guidance: str = "", *,
                   count_tokens: Callable[[str], int] | None = None,
-                  budget: int | None = None, transcript: bool = False) -> list[dict]:
+                  budget: int | None = None, transcript: bool = False,
+                  guidance_of: Mapping[str, str] | None = None) -> list[dict]:
     """Messages for the answer the model writes once CM has decided what the user means: the
     preamble, the conversation so far, then `query` with its note (one prompt for `cm chat` and
     the app's Chat view).
 
     With a `budget` (tokens the prompt may take), the oldest turns of `history` go first, a
     user turn together with its reply; then the worked turns; the message itself always stays.
-    `transcript`: the layout for a base model read as a plain dialogue (see above).
+    `transcript`: the layout for a base model read as a plain dialogue (see above); there an
+    earlier reply that names its `meaning` (the response it was written for) gets its note again,
+    from `guidance_of` (response -> guidance): without them the earlier turns show the model
+    replies that follow no note, and from the third or fourth turn on it repeated an earlier
+    reply instead of the new note.
     """
     count = count_tokens or _approx_tokens
     preamble = chat_preamble(guided=bool(guidance.strip()), transcript=transcript)
     current = guided_messages(query, chosen, guidance, transcript=transcript)
-    turns = [{"role": m["role"], "content": m["content"]} for m in history]
+    turns = []
+    for m in history:
+        meaning = m.get("meaning")
+        if transcript and m["role"] == "assistant" and meaning:
+            turns.append({"role": "system", "content": _transcript_note(
+                meaning, (guidance_of or {}).get(meaning, ""))})
+        turns.append({"role": m["role"], "content": m["content"]})
     if budget is None:
         return preamble + turns + current
     per_message = 4   # role marker and separators

@@ -111,7 +111,7 @@ class ConversationsMixin:
             self._add_message(reply)
             self.replies.append(reply)
             if m.text.strip():
-                history.append({"role": "assistant", "content": m.text})
+                history.append({"role": "assistant", "content": m.text, "meaning": m.response})
         self.history = history
         self.conversation_list.mark_current(conv.id)
         self.conversation_list.refresh()

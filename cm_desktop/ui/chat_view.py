@@ -196,6 +196,7 @@ class ChatView(ConversationsMixin, QWidget):
         max_tokens = int(settings.max_tokens)
         guidance = reply.guidance if which == "personal" else ""
         query, history = reply.query, list(reply.history)
+        profile = self.ctx.profile
         stream_id = reply.new_stream(which)
 
         def current() -> bool:   # the reply exists and this is its latest stream of `which`
@@ -205,7 +206,9 @@ class ChatView(ConversationsMixin, QWidget):
             # A generator: the prompt first (kept on the reply), then each piece of the reply;
             # each reaches `append_streamed` on the GUI thread as it comes.
             backend = job.session.backend
-            messages = chat.reply_messages(backend, query, response, guidance, history, max_tokens)
+            notes = job.bank.guidance(profile) if profile else None   # earlier replies' notes
+            messages = chat.reply_messages(backend, query, response, guidance, history, max_tokens,
+                                           guidance_of=notes)
             yield messages
             yield from chat.clean_reply(backend.stream_chat(
                 messages, max_tokens=max_tokens, temperature=float(settings.temperature),
@@ -265,7 +268,7 @@ class ChatView(ConversationsMixin, QWidget):
             return
         message_id = reply.message_id
         if message_id is None and reply in self.replies and text.strip():
-            self.history.append({"role": "assistant", "content": text})
+            self.history.append({"role": "assistant", "content": text, "meaning": trace.chosen})
 
         def save(job):
             if message_id is not None:

@@ -132,7 +132,37 @@ def test_history_messages_skip_empty_replies():
             Message(4, "assistant", "B", "r")]
     assert chat.history_messages(msgs) == [
         {"role": "user", "content": "a"}, {"role": "user", "content": "b"},
-        {"role": "assistant", "content": "B"}]
+        {"role": "assistant", "content": "B", "meaning": "r"}]
+
+
+def test_earlier_replies_get_their_notes_again_in_the_transcript_layout_only():
+    history = [{"role": "user", "content": "Where is my card?"},
+               {"role": "assistant", "content": "It comes in 3-5 days.", "meaning": "card arrival"},
+               {"role": "user", "content": "I lost it"},
+               {"role": "assistant", "content": "Freeze it.", "meaning": "lost or stolen card"},
+               {"role": "user", "content": "hello"},
+               {"role": "assistant", "content": "Hi."}]          # written before meanings were kept
+    notes = {"card arrival": GUIDANCE}
+    msgs = st.chat_messages("and now?", "card arrival", history, GUIDANCE, transcript=True,
+                            guidance_of=notes)
+    n = 1 + 3 * len(st._WORKED_TURNS)
+    assert msgs[n:-2] == [
+        history[0], {"role": "system", "content": f"{st.TRANSCRIPT_NOTE}: {GUIDANCE}"},
+        {"role": "assistant", "content": "It comes in 3-5 days."},
+        history[2], {"role": "system", "content": f"{st.NOTE_MEANING}: lost or stolen card."},
+        {"role": "assistant", "content": "Freeze it."}, history[4], history[5]]
+    # a chat model keeps the plain turns
+    chatty = st.chat_messages("and now?", "card arrival", history, GUIDANCE, guidance_of=notes)
+    assert chatty[1 + 2 * len(st._WORKED_TURNS):-1] == [
+        {"role": m["role"], "content": m["content"]} for m in history]
+    # the oldest exchange goes with its note when the context is full
+    count = lambda text: len(text.split())  # noqa: E731  (a word a token)
+    full = st.chat_messages("and now?", "card arrival", history, GUIDANCE, transcript=True,
+                            guidance_of=notes, count_tokens=count, budget=10**6)
+    fitted = st.chat_messages("and now?", "card arrival", history, GUIDANCE, transcript=True,
+                              guidance_of=notes, count_tokens=count,
+                              budget=sum(count(m["content"]) + 4 for m in full) - 1)
+    assert fitted == full[:n] + full[n + 3:]
 
 
 def test_transcript_layout_puts_the_note_as_a_system_line_right_after_the_message():
