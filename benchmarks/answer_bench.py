@@ -78,6 +78,8 @@ def main() -> int:
     ap.add_argument("--without-queries", type=int, default=None,
                     help="write the reply without guidance for only the first this many queries "
                     "(it states no key fact: the facts are the sample's own; saves model time)")
+    ap.add_argument("--arms", default="with,without",
+                    help="which replies to write per query: with guidance, without, or both")
     ap.add_argument("--json", help="write the figures and every reply here")
     ap.add_argument("--show", type=int, default=4, help="print this many example replies")
     args = ap.parse_args()
@@ -118,8 +120,9 @@ def main() -> int:
     for i, rec in enumerate(queries):
         chosen = engine.decide(rec["input"]).chosen if args.meaning == "cm" else rec["label"]
         row = {"query": rec["input"], "label": rec["label"], "chosen": chosen}
-        arms = [("with", guidance.get(chosen, ""))]
-        if args.without_queries is None or i < args.without_queries:
+        wanted = set(args.arms.split(","))
+        arms = [("with", guidance.get(chosen, ""))] if "with" in wanted else []
+        if "without" in wanted and (args.without_queries is None or i < args.without_queries):
             arms.append(("without", ""))
         for arm, text in arms:
             msgs = chat.reply_messages(backend, rec["input"], chosen, text, (), args.max_tokens)
@@ -146,11 +149,11 @@ def main() -> int:
         "key_fact_with_guidance": share("with", "fact"),
         "key_fact_without_guidance": share("without", "fact"),
         "key_fact_with_guidance_right_meaning":
-            sum(r["with"]["fact"] for r in right) / max(len(right), 1),
+            sum(r["with"]["fact"] for r in right if "with" in r) / max(len(right), 1),
         "raw_leak_with": share("with", "raw_leak"), "raw_leak_without": share("without", "raw_leak"),
         "shown_leak_with": share("with", "shown_leak"),
         "shown_leak_without": share("without", "shown_leak"),
-        "empty_replies_with": sum(not r["with"]["shown"].strip() for r in rows) / n,
+        "empty_replies_with": sum(not r["with"]["shown"].strip() for r in rows if "with" in r) / n,
     }
 
     # time to first token over one conversation
@@ -202,7 +205,7 @@ def main() -> int:
     figures["date"] = time.strftime("%Y-%m-%d")
     for r in rows[:args.show]:
         print(f"\nQ: {r['query']}\n   chosen {r['chosen']} (label {r['label']})")
-        print(f"   with guidance:    {r['with']['shown']!r}")
+        print(f"   with guidance:    {r.get('with', {}).get('shown')!r}")
         if "without" in r:
             print(f"   without guidance: {r['without']['shown']!r}")
     print()
