@@ -23,6 +23,15 @@ def _two_turns(bank, profile: str = "Test") -> int:
     return conv.id
 
 
+def _chat_on_the_model(app_window, llama_backend, qtbot):
+    """The window on the sample responses with the real model loaded, its Chat view shown."""
+    ctx, window = app_window("Test", responses=sample_responses())
+    ctx.inference.use_backend(llama_backend)
+    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
+    window.tabs.setCurrentWidget(window.chat_view)
+    return ctx, window, window.chat_view
+
+
 def _shown(chat) -> list[tuple[str, str]]:
     return [(r.query, r.answers["personal"]) for r in chat.replies]
 
@@ -103,11 +112,7 @@ def test_markdown_export(app_window, qtbot, tmp_path):
 @pytest.mark.slow
 def test_two_turns_with_the_model_are_kept_and_guidance_from_the_bank_view_reaches_the_prompt(
         app_window, llama_backend, qtbot):
-    ctx, window = app_window("Test", responses=sample_responses())
-    ctx.inference.use_backend(llama_backend)
-    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
-    chat = window.chat_view
-    window.tabs.setCurrentWidget(chat)
+    ctx, window, chat = _chat_on_the_model(app_window, llama_backend, qtbot)
     with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
         chat.send("I ordered a card last week and it has not come")
     first = chat.replies[-1]
@@ -217,11 +222,7 @@ def test_a_long_unbroken_reply_wraps_and_copy_gives_the_original(app_window, qtb
 @pytest.mark.slow
 def test_the_raw_toggle_while_a_picked_meaning_is_rewritten_shows_the_new_raw_answer(
         app_window, llama_backend, qtbot):
-    ctx, window = app_window("Test", responses=sample_responses())
-    ctx.inference.use_backend(llama_backend)
-    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
-    chat = window.chat_view
-    window.tabs.setCurrentWidget(chat)
+    ctx, window, chat = _chat_on_the_model(app_window, llama_backend, qtbot)
     with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
         reply = chat.send("I ordered a card last week and it has not come")
     qtbot.waitUntil(lambda: not chat.is_busy(), timeout=MODEL_WAIT_MS)
