@@ -178,7 +178,7 @@ def main() -> int:
     print(json.dumps(out, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    print(f"\n| bank | counts used | model alone | paper | marginal | instance | knn |")
+    print("\n| bank | counts used | model alone | paper | marginal | instance | knn |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['bank']} | {r['counts_used']} | {r['none']:.3f} | {r['paper']:.3f} | "

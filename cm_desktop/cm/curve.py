@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cm_desktop.cancel import check
-from cm_desktop.cm import baselines, coverage
+from cm_desktop.cm import coverage
 from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm.evaluate import macro_f1, tune_params
 from cm_desktop.cm.retrieval import RatingIndex, normalise_text

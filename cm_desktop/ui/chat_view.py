@@ -26,7 +26,7 @@ from cm_desktop.ui.chat_conversations import ConversationRef, ConversationsMixin
 from cm_desktop.ui.chat_widgets import ChatInput, PickResponseDialog, ReplyWidget
 from cm_desktop.ui.conversation_list import NO_RATINGS, ConversationList
 from cm_desktop.ui.ops import BankQuery, BankWrite, ModelJob, Priority
-from cm_desktop.ui.plain import one_line, plain_label, set_plain
+from cm_desktop.ui.plain import one_line, plain_label
 from cm_desktop.ui.rating_commands import AddRatingCommand
 
 

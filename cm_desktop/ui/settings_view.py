@@ -7,7 +7,7 @@ The API key never goes into the settings file or the bank: it is handed to cm_de
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,

@@ -3,7 +3,6 @@ estimate and its warning, names usable wherever `--model` is taken."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
