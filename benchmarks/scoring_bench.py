@@ -46,12 +46,12 @@ def load(dataset: str, n: int) -> tuple[list[str], list[dict]]:
 def prompt_throughput(backend, prompt: str, repeats: int = 3) -> float:
     """Tokens per second of evaluating a whole prompt from a cold cache (the best of a few: the
     machine is shared, and the physical limit is what the hardware can do when it gets the cores)."""
-    n = len(backend._tokenize(prompt, bos=True, special=True))
+    n = len(backend._token_ids(prompt, prompt=True))
     best = float("inf")
     for _ in range(repeats):
         backend._reset_cache()
         t = time.perf_counter()
-        backend._ensure_prompt(backend._tokenize(prompt, bos=True, special=True), None)
+        backend._ensure_prompt(backend._token_ids(prompt, prompt=True), None)
         best = min(best, time.perf_counter() - t)
     backend._reset_cache()
     return n / best
@@ -92,8 +92,8 @@ def run(backend, dataset: str, n_queries: int, n_naive: int, engine_prompt: bool
            "ours_first_query_s": ours_t[0], "naive_s_per_query": float(np.mean(naive_t)),
            "speedup": float(np.mean(naive_t) / np.mean(ours_t)),
            "choices_identical": f"{agree}/{len(naive_t)}", "max_abs_logprob_diff": max_diff,
-           "prompt_tokens": backend._prepare(build_prompt_of(rows[0]["input"]), cands)[1]
-           .__len__(),
+           "prompt_tokens": len(backend.scoring_tokens(build_prompt_of(rows[0]["input"]),
+                                                       cands).prompt),
            "tail_tokens_per_query": tail, "trie_rows_per_query": trie,
            "prompt_tokens_per_s": tok_per_s,
            "physical_limit_s_per_query": (tail + trie) / tok_per_s}
