@@ -15,7 +15,7 @@ from typing import Any
 from cm_desktop import paths
 
 from cm_desktop.backends import KINDS as BACKEND_KINDS  # each defined once, where it is used
-from cm_desktop.cm import STRATEGIES, VARIANTS
+from cm_desktop.cm import DEFAULT_VARIANT, STRATEGIES, VARIANTS
 
 __all__ = ["BACKEND_KINDS", "STRATEGIES", "Settings", "VARIANTS", "settings_path"]
 # Names that must never be written to the settings file (keys belong in the keyring).
@@ -64,7 +64,7 @@ class Settings:
     hf_model: str = ""                   # HF model id or dir; "" = the backend's default
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_model: str = ""
-    variant: str = "instance"
+    variant: str = DEFAULT_VARIANT
     strategy: str = "vanilla"
     max_tokens: int = 160
     temperature: float = 0.7

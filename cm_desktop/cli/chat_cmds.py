@@ -181,6 +181,7 @@ def cmd_conversation_delete(args) -> int:
 
 def register(subparsers) -> None:
     from cm_desktop.cli.engine_cmds import STRATEGY_NAMES, VARIANT_NAMES, _add_backend_options
+    from cm_desktop.cm import DEFAULT_VARIANT
 
     p = subparsers.add_parser(
         "chat", help="chat with CM applied; kept as a conversation in the bank",
@@ -191,7 +192,7 @@ def register(subparsers) -> None:
     p.add_argument("--conversation", type=_conversation_id, metavar="ID",
                    help="continue this conversation (see: cm conversation list)")
     p.add_argument("--strategy", choices=STRATEGY_NAMES, default="vanilla")
-    p.add_argument("--memory", choices=VARIANT_NAMES, default="instance")
+    p.add_argument("--memory", choices=VARIANT_NAMES, default=DEFAULT_VARIANT)
     p.add_argument("--max-tokens", type=_bounded(int, 1, 8192), default=160, metavar="N",
                    help="at most N tokens a reply (1-8192, default 160)")
     p.add_argument("--temperature", type=_bounded(float, 0.0, 2.0), default=0.7,

@@ -52,11 +52,6 @@ def _embed(texts: list[str]):
     return embedder, embedder.encode(texts)
 
 
-def response_text(response: str) -> str:
-    """What a response's own text says, for the embedding prior ("card_arrival" -> "card arrival")."""
-    return " ".join(response.replace("_", " ").replace(".", " ").split())
-
-
 def cmd_curve(args) -> int:
     import numpy as np
 
@@ -64,6 +59,7 @@ def cmd_curve(args) -> int:
     from cm_desktop.cm import curve
     from cm_desktop.cm.engine import CMEngine
     from cm_desktop.datasets import load_dataset
+    from cm_desktop.cm.evidence import response_text
     from cm_desktop.cm.pass_cache import model_passes
     from cm_desktop.paths import data_dir
 

@@ -16,13 +16,13 @@ from tqdm import tqdm
 from cm_desktop.cli import CLIError, open_bank
 from cm_desktop.cli.terminal_text import inert
 
-STRATEGY_NAMES = ("vanilla", "cot", "fot", "consistent", "feedback")
-VARIANT_NAMES = ("none", "paper", "marginal", "instance")
+from cm_desktop.backends import KINDS as BACKEND_KINDS
+from cm_desktop.cm import STRATEGIES as STRATEGY_NAMES, VARIANTS as VARIANT_NAMES  # defined once
 
 
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--backend", choices=("llama_cpp", "hf", "openai"), default="llama_cpp",
+    g.add_argument("--backend", choices=BACKEND_KINDS, default="llama_cpp",
                    help="how to reach the model (default: llama_cpp on the embedded Gemma)")
     g.add_argument("--model", metavar="PATH_OR_NAME",
                    help="GGUF file / model dir, or a name from `cm models list` (llama_cpp, hf); "

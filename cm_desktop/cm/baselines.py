@@ -4,7 +4,7 @@
 - logistic regression on the embeddings (the standard few-shot protocol for sentence encoders):
   multinomial, L2, `C` fixed in advance (not tuned on test data), trained on the bank's (x, y).
 
-scikit-learn is imported inside `logreg_predict`, so the app does not pay for it at start-up.
+scikit-learn is imported inside `fit_logreg`, so the app does not pay for it at start-up.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ def nearest_neighbour_predict(bank_vecs: np.ndarray, bank_labels: np.ndarray,
     return np.asarray(bank_labels)[sims.argmax(axis=1)]
 
 
-def logreg_proba(bank_vecs: np.ndarray, bank_labels: np.ndarray, query_vecs: np.ndarray,
-                 n_classes: int, c: float = LOGREG_C) -> np.ndarray:
-    """(n_queries, n_classes) class probabilities; classes never rated get 0.
-
-    One class in the bank: it gets probability 1 (nothing to separate).
-    """
+def fit_logreg(bank_vecs: np.ndarray, bank_labels: np.ndarray, n_classes: int,
+               c: float = LOGREG_C):
+    """A fitted classifier: query vectors -> (n_queries, n_classes) class probabilities, classes
+    never rated at 0. One class in the bank: it gets probability 1 (nothing to separate)."""
     labels = np.asarray(bank_labels, dtype=int)
-    out = np.zeros((len(query_vecs), n_classes), dtype=np.float64)
     classes = np.unique(labels)
     if len(classes) == 1:
-        out[:, classes[0]] = 1.0
-        return out
+        def only(query_vecs: np.ndarray) -> np.ndarray:
+            out = np.zeros((len(query_vecs), n_classes), dtype=np.float64)
+            out[:, classes[0]] = 1.0
+            return out
+        return only
     import warnings
 
     from sklearn.linear_model import LogisticRegression
@@ -45,8 +45,18 @@ def logreg_proba(bank_vecs: np.ndarray, bank_labels: np.ndarray, query_vecs: np.
         # regression target; it is not
         warnings.simplefilter("ignore", UserWarning)
         clf.fit(np.asarray(bank_vecs, dtype=np.float64), labels)
-    out[:, clf.classes_] = clf.predict_proba(np.asarray(query_vecs, dtype=np.float64))
-    return out
+
+    def proba(query_vecs: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(query_vecs), n_classes), dtype=np.float64)
+        out[:, clf.classes_] = clf.predict_proba(np.asarray(query_vecs, dtype=np.float64))
+        return out
+    return proba
+
+
+def logreg_proba(bank_vecs: np.ndarray, bank_labels: np.ndarray, query_vecs: np.ndarray,
+                 n_classes: int, c: float = LOGREG_C) -> np.ndarray:
+    """(n_queries, n_classes) class probabilities from a classifier fitted on the bank."""
+    return fit_logreg(bank_vecs, bank_labels, n_classes, c)(query_vecs)
 
 
 def logreg_predict(bank_vecs, bank_labels, query_vecs, n_classes: int,

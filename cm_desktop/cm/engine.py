@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cm_desktop.cancel import check
-from cm_desktop.cm import VARIANTS, coverage
+from cm_desktop.cm import DEFAULT_VARIANT, VARIANTS, coverage
 from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm import strategies as st
 from cm_desktop.cm.retrieval import Embedder, Neighbour, RatingIndex, default_embedder
@@ -92,7 +92,7 @@ class ModelOutcome:
 
 class CMEngine:
     def __init__(self, backend, bank, profile_name: str, strategy: str = "vanilla",
-                 variant: str = "instance", embedder: Embedder | None = None,
+                 variant: str = DEFAULT_VARIANT, embedder: Embedder | None = None,
                  params: mz.CMParams | None = None, length_normalise: bool = False,
                  calibrate: bool = True, tune: bool = True) -> None:
         if strategy not in st.STRATEGIES:
@@ -129,12 +129,21 @@ class CMEngine:
         self._candidate_texts = st.candidate_texts(self.responses)
         self.counts = counts_matrix(self.index)
         self._qvecs: dict[str, np.ndarray] = {}
+        self._evidence = None       # built on first use: it tunes and fits on the bank
         if self._fixed_params is not None:
             self.params = self._fixed_params
         elif self._tune and len(self.index) >= 5:
             self.params = tune_params(self.index, self.counts).params
         else:
             self.params = mz.CMParams()
+
+    def evidence_rule(self, cancel=None):
+        """The evidence rule tuned on the bank as it is now (built once per refresh)."""
+        if self._evidence is None:
+            from cm_desktop.cm.evidence import EvidenceRule
+
+            self._evidence = EvidenceRule(self.index, self.counts, cancel)
+        return self._evidence
 
     # ---- the model's part -------------------------------------------------------------------
     def query_vector(self, x: str) -> np.ndarray:
@@ -234,10 +243,14 @@ class CMEngine:
         if variant not in VARIANTS:
             raise ValueError(f"unknown memory variant {variant!r}")
         t0 = time.perf_counter()
-        if outcome.neighbours is None and variant == "instance" and len(self.index):
-            outcome.query_vec = self.query_vector(outcome.query)      # once per outcome
-            outcome.neighbours = self.index.nearest(outcome.query_vec, self.params.k)
-        shown = outcome.neighbours or []
+        rule_k = self.evidence_rule(cancel).k if variant == "evidence" else self.params.k
+        if (variant in ("instance", "evidence") and len(self.index)
+                and (outcome.neighbours is None
+                     or len(outcome.neighbours) < min(rule_k, len(self.index)))):
+            if outcome.query_vec is None:
+                outcome.query_vec = self.query_vector(outcome.query)  # once per outcome
+            outcome.neighbours = self.index.nearest(outcome.query_vec, max(rule_k, self.params.k))
+        shown = (outcome.neighbours or [])[:rule_k]
         y_model = self.responses[outcome.model_index]
         passes = outcome.passes
         candidates = self.candidate_set(y_model)
@@ -270,6 +283,11 @@ class CMEngine:
         elif variant == "marginal":
             final = mz.marginal_posterior(outcome.p, mz.marginal_transition(self.counts, self.params.alpha))
             chosen, rule = self.responses[int(np.argmax(final))], "marginal"
+        elif variant == "evidence":
+            if outcome.query_vec is None:
+                outcome.query_vec = self.query_vector(outcome.query)
+            final = self.evidence_rule(cancel).posterior(outcome.p, outcome.query_vec, shown)
+            chosen, rule = self.responses[int(np.argmax(final))], "evidence"
         else:
             nbs = shown
             idx = np.array([nb.index for nb in nbs], dtype=int)

@@ -21,6 +21,7 @@ import numpy as np
 
 from cm_desktop.cancel import check
 from cm_desktop.datasets import load_dataset  # noqa: F401 (the one dataset reader; used here before)
+from cm_desktop.cm import VARIANTS
 from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, normalise_text
 
@@ -258,7 +259,7 @@ class _Acc:
 
 
 def evaluate(engine, queries: Sequence[dict], strategies: Iterable[str], *,
-             variants: Sequence[str] = ("none", "paper", "marginal", "instance"),
+             variants: Sequence[str] = VARIANTS,
              progress: Callable[[int, int], None] | None = None, cancel=None,
              checkpoint: Callable[[list[dict], int], None] | None = None,
              checkpoint_every: int = 25, logreg: bool = True,

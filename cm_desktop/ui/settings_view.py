@@ -34,7 +34,8 @@ from cm_desktop.ui.server_check_row import ServerCheckRow
 BACKEND_LABELS = {"llama_cpp": "llama.cpp (GGUF file, on this computer)",
                   "hf": "Hugging Face transformers (on this computer)",
                   "openai": "OpenAI-compatible server"}
-VARIANT_LABELS = {"instance": "Instance-dependent (uses similar rated queries)",
+VARIANT_LABELS = {"evidence": "Evidence-weighted (near rated queries decide, the model elsewhere)",
+                  "instance": "Instance-dependent (uses similar rated queries)",
                   "marginal": "Marginal (counts only)",
                   "paper": "Paper rule (re-choose among the bank's candidates)",
                   "none": "Off (the raw model)"}
@@ -137,7 +138,7 @@ class SettingsView(QWidget):
         cm_box = QGroupBox("Personalization")
         cm_form = QFormLayout(cm_box)
         self.variant_combo = QComboBox()
-        for variant in ("instance", "marginal", "paper", "none"):
+        for variant in ("evidence", "instance", "marginal", "paper", "none"):
             assert variant in VARIANTS
             self.variant_combo.addItem(VARIANT_LABELS[variant], variant)
         cm_form.addRow("CM variant", self.variant_combo)

@@ -143,7 +143,7 @@ def test_chat_keeps_the_conversation_and_continues_it(bank_file, monkeypatch, ca
     code, out, err = run(capsys, *b, "chat", "--profile", "P", "--max-tokens", "24",
                          "--temperature", "0", "--threads", "2")
     assert code == 0, err
-    assert "chosen:" in out and "rule instance" in out      # /why
+    assert "chosen:" in out and "rule evidence" in out      # /why (the default rule)
     with DiscrepancyBank(bank_file) as bank:
         (summary,) = bank.conversations("P")
         conv = bank.conversation(summary.id)

@@ -70,8 +70,8 @@ def test_estimate_resume_eval_json(tmp_path, dataset, capsys):
     assert result["profile"] == "tiny" and result["n"] == 3
     pairs = {(r["strategy"], r["memory"]) for r in result["rows"]}
     assert pairs == {(s, m) for s in ("vanilla", "consistent")
-                     for m in ("none", "paper", "marginal", "instance")} | {("knn", "none"),
-                                                                            ("logreg", "none")}
+                     for m in ("none", "paper", "marginal", "instance", "evidence")} | {
+                        ("knn", "none"), ("logreg", "none")}
     for r in result["rows"]:
         assert set(r) == {"strategy", "memory", "accuracy", "macro_f1", "passes_per_query",
                           "seconds_per_query"}

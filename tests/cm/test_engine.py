@@ -39,7 +39,7 @@ def test_propose_on_an_empty_bank_gives_a_full_trace(llama_backend, profile_bank
     assert set(d) >= {"query", "strategy", "variant", "model_response", "model_top", "candidates",
                       "chosen", "rule", "passes", "seconds", "neighbours", "scores"}
     # every memory variant keeps the model's answer while the bank is empty
-    for variant in ("paper", "marginal", "instance"):
+    for variant in ("paper", "marginal", "instance", "evidence"):
         assert _engine(llama_backend, profile_bank, variant=variant).decide(QUERY).chosen \
             == t.model_response
 
@@ -72,6 +72,32 @@ def test_a_bank_entry_changes_the_decision(llama_backend, profile_bank):
     assert len(again.candidates) == 2
     assert again.rule == "paper-rechoose" and again.passes == 2
     assert again.chosen in {c for c, _ in again.candidates}
+
+
+def test_the_evidence_rule_follows_a_rating_of_this_query_and_not_a_far_one(llama_backend,
+                                                                             profile_bank):
+    # the failure it exists for: with a thin bank the instance rule lets one unrelated rated query
+    # (cosine 0.23) override the model; here a rating counts by how near it is, not by rank
+    far_query = "what's the weather like in paris"
+    engine = _engine(llama_backend, profile_bank, variant="evidence")
+    y_model = engine.propose(QUERY).model_response
+    target = next(r for r in RESPONSES if r != y_model)
+    profile_bank.add_rating("p", QUERY, y_model, target)
+    engine.refresh()
+
+    near = engine.decide(QUERY)
+    assert near.rule == "evidence" and near.variant == "evidence"
+    assert near.model_response == y_model and near.chosen == target
+    assert near.neighbours[0][:2] == (QUERY, target)
+    assert near.neighbours[0][2] == pytest.approx(1.0, abs=1e-5)
+    assert sum(near.scores.values()) == pytest.approx(1.0)
+
+    far = engine.decide(far_query)
+    assert far.neighbours[0][0] == QUERY and far.neighbours[0][2] < 0.5
+    # a rating that far away adds next to nothing: the answer is the bank's transition applied
+    # to the model's distribution, what the marginal rule (no instances) gives
+    marginal = _engine(llama_backend, profile_bank, variant="marginal").decide(far_query)
+    assert far.chosen == marginal.chosen
 
 
 def test_strategies_count_their_passes(llama_backend, profile_bank):

@@ -86,7 +86,7 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path, mod
         qtbot.keyClick(chat.input, Qt.Key_Return)
     reply = chat.replies[-1]
     trace = reply.trace
-    assert trace is not None and trace.variant == "instance"
+    assert trace is not None and trace.variant == "evidence"
     neighbour_texts = [x for x, _y, _s in trace.neighbours]
     assert "When will my card arrive?" in neighbour_texts
     reply.why_button.click()
