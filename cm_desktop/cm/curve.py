@@ -137,7 +137,8 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
                cancel=None) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """Each method's answers on the test queries with `bank` (pool indices) rated, and the
     parameters each CM rule tuned on that bank (leave-one-out over its ratings only)."""
-    from cm_desktop.cm.evaluate import counts_matrix, tune_evidence
+    from cm_desktop.cm.evaluate import counts_matrix
+    from cm_desktop.cm.evidence import EvidenceRule
 
     r = len(data.responses)
     bm, bu = data.pool_model[bank], data.pool_users[bank]
@@ -172,21 +173,12 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
                     int(np.argmax(mz.instance_posterior(data.p_test[j], counts, bm[nb[j]], bu[nb[j]],
                                                         nb_s[j], params)))
                     for j in range(len(data.test_users))])
-            else:
-                from cm_desktop.cm.baselines import logreg_out_of_fold, logreg_proba
-
-                prior_bank = prior_test = None
-                if data.e_responses is not None:
-                    prior_bank = mz.response_prior(e_bank, data.e_responses)
-                    prior_test = mz.response_prior(data.e_test, data.e_responses)
-                est_bank = logreg_out_of_fold(e_bank, bu, r) if len(bank) >= 5 else None
-                params = tune_evidence(index, counts, data.p_pool[bank], prior_bank,
-                                       est_bank).params
-                est_test = logreg_proba(e_bank, bu, data.e_test, r) if params.bank_weight else None
+            else:   # the engine's own rule, with the model's cached p for the rated queries
+                rule = EvidenceRule(index, counts, p_bank=data.p_pool[bank],
+                                    response_vecs=data.e_responses)
+                params = rule.params
                 nb, nb_s = _nearest(sims, params.k)
-                q = mz.evidence_posteriors(data.p_test, counts, bm[nb], bu[nb], nb_s, params,
-                                           prior_test, bank_estimate=est_test)
-                preds[method] = q.argmax(axis=1)
+                preds[method] = rule.posteriors(data.p_test, data.e_test, nb, nb_s).argmax(axis=1)
             tuned[method] = params.to_dict()
         else:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

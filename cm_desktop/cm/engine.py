@@ -142,7 +142,7 @@ class CMEngine:
         if self._evidence is None:
             from cm_desktop.cm.evidence import EvidenceRule
 
-            self._evidence = EvidenceRule(self.index, self.counts, cancel)
+            self._evidence = EvidenceRule(self.index, self.counts, cancel=cancel)
         return self._evidence
 
     # ---- the model's part -------------------------------------------------------------------
@@ -284,8 +284,8 @@ class CMEngine:
             final = mz.marginal_posterior(outcome.p, mz.marginal_transition(self.counts, self.params.alpha))
             chosen, rule = self.responses[int(np.argmax(final))], "marginal"
         elif variant == "evidence":
-            if outcome.query_vec is None:
-                outcome.query_vec = self.query_vector(outcome.query)
+            # the query's vector is there whenever the bank has ratings (looked up above); an
+            # empty bank's rule needs none, so a new user's first query loads no embedder
             final = self.evidence_rule(cancel).posterior(outcome.p, outcome.query_vec, shown)
             chosen, rule = self.responses[int(np.argmax(final))], "evidence"
         else:

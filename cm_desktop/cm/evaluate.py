@@ -135,6 +135,7 @@ def tune_params(index: RatingIndex, counts: np.ndarray, grid: dict | None = None
 
 # The evidence rule's grid. Larger strengths come first: on a tie the model keeps its say (a
 # thin bank's leave-one-out cannot tell, and the model is what a thin bank has).
+MIN_EVIDENCE_TUNING = 5   # fewer ratings: the defaults (the prior and the classifier stay off)
 EVIDENCE_GRID = {
     "strength": (3.0, 1.0, 0.3, 0.1, 0.03, 0.01),
     "tau": (0.05, 0.1, 0.2),
@@ -164,7 +165,7 @@ def tune_evidence(index: RatingIndex, counts: np.ndarray, p_bank: np.ndarray | N
     """
     grid = grid or EVIDENCE_GRID
     n, r = len(index), counts.shape[0]
-    if n < 5:
+    if n < MIN_EVIDENCE_TUNING:
         return EvidenceTuneResult(mz.EvidenceParams(), 0.0, n)
     rows = _loo_rows(index)
     nb_idx, nb_sims = _loo_neighbours(index, max(grid["k"]), rows)

@@ -27,42 +27,62 @@ def response_text(response: str) -> str:
 
 
 class EvidenceRule:
-    """The tuned evidence rule for one bank state (rebuild it after the bank changes)."""
+    """The tuned evidence rule for one bank state (rebuild it after the bank changes).
 
-    def __init__(self, index: RatingIndex, counts: np.ndarray, cancel=None) -> None:
+    p_bank: the model's p(y'|x) for each rated instance where known (the curve's cache; the app
+    has only the stored y', used as one-hot). response_vecs: the responses' text embeddings if
+    already computed. Below MIN_EVIDENCE_TUNING ratings the defaults apply, and neither the
+    response texts nor the classifier are computed (a new user's first queries pay for neither).
+    """
+
+    def __init__(self, index: RatingIndex, counts: np.ndarray, *, p_bank: np.ndarray | None = None,
+                 response_vecs: np.ndarray | None = None, cancel=None) -> None:
         # late imports: evaluate imports the engine, baselines imports scikit-learn
         from cm_desktop.cm.baselines import fit_logreg, logreg_out_of_fold
-        from cm_desktop.cm.evaluate import tune_evidence
+        from cm_desktop.cm.evaluate import MIN_EVIDENCE_TUNING, tune_evidence
 
         self.counts = counts
         self.index = index
-        r = len(index.responses)
-        self.response_vecs = index.embedder.encode([response_text(y) for y in index.responses])
+        self.response_vecs = response_vecs
         self.classify: Callable[[np.ndarray], np.ndarray] | None = None
+        r = len(index.responses)
         prior_bank = estimate_bank = None
-        if len(index):
-            prior_bank = mz.response_prior(index.embeddings, self.response_vecs)
-            if len(index) >= 5:
-                estimate_bank = logreg_out_of_fold(index.embeddings, index.user_idx, r)
-        self.params = tune_evidence(index, counts, None, prior_bank, estimate_bank,
+        if len(index) >= MIN_EVIDENCE_TUNING:
+            if self.response_vecs is None and index.embedder is not None:
+                self.response_vecs = index.embedder.encode([response_text(y)
+                                                            for y in index.responses])
+            if self.response_vecs is not None:
+                prior_bank = mz.response_prior(index.embeddings, self.response_vecs)
+            estimate_bank = logreg_out_of_fold(index.embeddings, index.user_idx, r)
+        self.params = tune_evidence(index, counts, p_bank, prior_bank, estimate_bank,
                                     cancel=cancel).params
-        if self.params.bank_weight and len(index):
+        if self.params.bank_weight:
             self.classify = fit_logreg(index.embeddings, index.user_idx, r)
 
     @property
     def k(self) -> int:
         return self.params.k
 
-    def posterior(self, p: np.ndarray, query_vec: np.ndarray,
+    def posteriors(self, p: np.ndarray, query_vecs: np.ndarray | None, nb_idx: np.ndarray,
+                   nb_sims: np.ndarray) -> np.ndarray:
+        """(n, |R|) scores for n queries (argmax = the answer). nb_idx / nb_sims: (n, k') the
+        nearest ratings (rows of the index) and their cosines, best first. query_vecs may be None
+        when the rule uses neither the prior nor the classifier (a bank of no ratings)."""
+        prior = estimate = None
+        if self.params.prior > 0:
+            prior = mz.response_prior(query_vecs, self.response_vecs)
+        if self.classify is not None:
+            estimate = self.classify(query_vecs)
+        return mz.evidence_posteriors(p, self.counts, self.index.model_idx[nb_idx],
+                                      self.index.user_idx[nb_idx], nb_sims, self.params, prior,
+                                      bank_estimate=estimate)
+
+    def posterior(self, p: np.ndarray, query_vec: np.ndarray | None,
                   neighbours: Sequence[Neighbour]) -> np.ndarray:
-        """q(y|x) for one query, normalised to sum to 1 (argmax = the answer)."""
+        """q(y|x) for one query, normalised to sum to 1."""
         idx = np.array([nb.index for nb in neighbours][:self.params.k], dtype=int)
         sims = np.array([nb.similarity for nb in neighbours][:self.params.k], dtype=np.float64)
-        qv = np.asarray(query_vec, dtype=np.float64)[None, :]
-        prior = mz.response_prior(qv, self.response_vecs)
-        estimate = self.classify(qv) if self.classify is not None else None
-        q = mz.evidence_posteriors(np.asarray(p, dtype=np.float64)[None, :], self.counts,
-                                   self.index.model_idx[idx][None, :],
-                                   self.index.user_idx[idx][None, :], sims[None, :],
-                                   self.params, prior, bank_estimate=estimate)[0]
+        qv = None if query_vec is None else np.asarray(query_vec, dtype=np.float64)[None, :]
+        q = self.posteriors(np.asarray(p, dtype=np.float64)[None, :], qv, idx[None, :],
+                            sims[None, :])[0]
         return q / max(float(q.sum()), 1e-300)

@@ -74,6 +74,25 @@ def test_a_bank_entry_changes_the_decision(llama_backend, profile_bank):
     assert again.chosen in {c for c, _ in again.candidates}
 
 
+class _CountingEmbedder(HashedNgramEmbedder):
+    def __init__(self):
+        super().__init__()
+        self.texts = 0
+
+    def encode(self, texts):
+        self.texts += len(texts)
+        return super().encode(texts)
+
+
+def test_the_evidence_rule_embeds_nothing_for_an_empty_bank(llama_backend, profile_bank):
+    # a new user's first queries: no rating to look up, no prior tuned, so no embedder work
+    embedder = _CountingEmbedder()
+    engine = CMEngine(llama_backend, profile_bank, "p", embedder=embedder, variant="evidence")
+    t = engine.decide(QUERY)
+    assert t.rule == "evidence" and t.chosen == t.model_response
+    assert embedder.texts == 0
+
+
 def test_the_evidence_rule_follows_a_rating_of_this_query_and_not_a_far_one(llama_backend,
                                                                              profile_bank):
     # the failure it exists for: with a thin bank the instance rule lets one unrelated rated query
