@@ -161,6 +161,17 @@ def m0004_rate_state(db: sqlite_utils.Database) -> None:
     )
 
 
+
+@migrations(name="0005_model_distributions")
+def m0005_model_distributions(db: sqlite_utils.Database) -> None:
+    # The model's distribution p(y'|x) over the response set when the rating was made (float32,
+    # one value per response, in the profile's order), and a digest of that response set: the
+    # evidence rule tunes on what the model believed, not only on its argmax y'. A rating made
+    # before this migration, imported, or made under another response set has none (NULL, or a
+    # digest that no longer matches) and falls back to y' alone.
+    db.execute("ALTER TABLE ratings ADD COLUMN model_distribution BLOB")
+    db.execute("ALTER TABLE ratings ADD COLUMN model_distribution_key TEXT")
+
 def known_names() -> list[str]:
     return [m.name for m in migrations._migrations]
 

@@ -158,6 +158,12 @@ def response_index(responses_json: str) -> tuple[tuple[str, ...], dict[str, int]
             {normalise_response(r): r for r in responses})
 
 
+def responses_digest(responses: Sequence[str]) -> str:
+    """A short hash of a response set, in order: a stored per-response vector (the model's
+    distribution) is read back only while the set it was made over is unchanged."""
+    return hashlib.sha256("\x1f".join(responses).encode("utf-8")).hexdigest()[:16]
+
+
 def check_text(value: Any, what: str, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise BankError(f"{what} must be text, not {type(value).__name__}")

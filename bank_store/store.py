@@ -26,7 +26,7 @@ from .guidance import GuidanceMixin
 from .rate_state import RateStateMixin
 from .records import (SOURCES, Profile, Rating, RatingFieldError, TransitionMatrix,
                       check_profile_name, check_text, make_rating, normalise_response,
-                      response_index, utc_now, utc_stamps, validate_responses)
+                      response_index, responses_digest, utc_now, utc_stamps, validate_responses)
 
 _RATING_COLUMNS = (
     "id, instance, model_response, user_response, source, strategy, fingerprint, created"
@@ -346,6 +346,45 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateSta
                             "recompute them")
         matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
         return [rid for rid, _ in rows], matrix.reshape(len(rows), -1).copy()
+
+    # ---- the model's distributions (what it believed when a rating was made) -----------------
+
+    def set_model_distributions(self, profile: str, vectors: dict[str, Any]) -> int:
+        """Store p(y'|x) by rating id, one value per response of the profile's current set, in its
+        order (float32); ids no longer present are skipped. Returns how many were updated."""
+        blobs = []
+        with self._txn(write=True) as conn:
+            p = self._get_profile(conn, profile)
+            key = responses_digest(p.responses)
+            for rid, vec in vectors.items():
+                try:
+                    arr = np.asarray(vec, dtype=np.float32)
+                except (TypeError, ValueError):
+                    raise BankError(f"model distribution for rating {rid!r} must be numbers") from None
+                if (arr.ndim != 1 or arr.size != len(p.responses) or not np.all(np.isfinite(arr))
+                        or np.any(arr < 0) or not arr.sum() > 0):
+                    raise BankError(f"model distribution for rating {rid!r} must be "
+                                    f"{len(p.responses)} finite non-negative numbers, not all 0")
+                blobs.append((arr.tobytes(), key, str(rid)))
+            before = conn.total_changes
+            conn.executemany("UPDATE ratings SET model_distribution = ?, model_distribution_key = ?"
+                             f" WHERE profile_id = {int(p.id)} AND id = ?", blobs)
+            return conn.total_changes - before
+
+    def model_distributions(self, profile: str) -> tuple[list[str], np.ndarray]:
+        """(rating ids, (n, |R|) float32) for the ratings whose stored distribution was made over
+        the profile's current response set, oldest first."""
+        with self._txn(write=False) as conn:
+            p = self._get_profile(conn, profile)
+            rows = conn.execute("SELECT id, model_distribution FROM ratings WHERE profile_id = ?"
+                                " AND model_distribution_key = ? ORDER BY seq",
+                                (p.id, responses_digest(p.responses))).fetchall()
+        r = len(p.responses)
+        rows = [(rid, blob) for rid, blob in rows if len(blob) == 4 * r]
+        if not rows:
+            return [], np.zeros((0, r), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
+        return [rid for rid, _ in rows], matrix.reshape(len(rows), r).copy()
 
     # ---- summaries and backups ----------------------------------------------------------------
 

@@ -16,11 +16,16 @@ from pathlib import Path
 BASELINES = ("model", "knn", "logreg")
 
 
-def _acc(rows, order, method, size):
+def _row(rows, order, method, size):
     for r in rows:
         if (r["order"], r["method"], r["size"]) == (order, method, size):
-            return r["accuracy"]
+            return r
     return None
+
+
+def _acc(rows, order, method, size):
+    r = _row(rows, order, method, size)
+    return None if r is None else r["accuracy"]
 
 
 def ratings_to_reach(rows, order: str, method: str, target: float) -> float | None:
@@ -46,7 +51,9 @@ def table(result: dict, sizes: list[int], cm_method: str) -> str:
     mp = result.get("model_passes", {})
     out = [f"#### {name}: pool {result.get('pool')}, {result['n']} held-out queries, "
            f"{result.get('responses')} responses; {mp.get('seconds_per_pass', float('nan')):.2f} "
-           f"s per model pass, 1 pass per query", ""]
+           f"s per model pass, 1 pass per query"
+           + (f"; mean of {result['repeats']} simulated users (rating orders), ± their sd"
+              if result.get("repeats", 1) > 1 else ""), ""]
     for order in orders:
         have = [s for s in sizes if _acc(rows, order, methods[0], s) is not None]
         out.append(f"| {order} order | " + " | ".join(str(s) for s in have) + " |")
@@ -54,8 +61,9 @@ def table(result: dict, sizes: list[int], cm_method: str) -> str:
         for m in methods:
             cells = []
             for s in have:
-                a = _acc(rows, order, m, s)
-                cells.append(f"{a:.3f}")
+                r = _row(rows, order, m, s)
+                sd = f" ± {r['accuracy_sd']:.3f}" if r.get("repeats", 1) > 1 and m != "model" else ""
+                cells.append(f"{r['accuracy']:.3f}{sd}")
             out.append(f"| {m} | " + " | ".join(cells) + " |")
         margins = []
         for s in have:

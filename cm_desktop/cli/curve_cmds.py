@@ -77,6 +77,8 @@ def cmd_curve(args) -> int:
     for flag, value in (("--limit", args.limit), ("--test-limit", args.test_limit)):
         if value is not None and not 1 <= value <= MAX_LIMIT:
             raise CLIError(f"{flag} must be between 1 and {MAX_LIMIT}")
+    if not 1 <= args.repeats <= curve.MAX_REPEATS:
+        raise CLIError(f"--repeats must be between 1 and {curve.MAX_REPEATS}")
     if args.window is not None and args.window < 1:
         raise CLIError("--window must be at least 1")
     pool_records = load_dataset(pool_path)
@@ -120,21 +122,22 @@ def cmd_curve(args) -> int:
         e_pool=vecs[:n_pool], test_users=np.array([pos[r["label"]] for r in test]),
         p_test=passes["test"].p, e_test=vecs[n_pool:n_pool + n_test],
         e_responses=vecs[n_pool + n_test:])
-    result = curve.run_curve(data, sizes, orders, args.seed, methods, window=args.window,
-                             embedder=embedder, progress=Progress("curve"))
+    result = curve.run_curve(data, sizes, orders, args.seed, methods, repeats=args.repeats,
+                             window=args.window, embedder=embedder, progress=Progress("curve"))
     computed = sum(p.computed_now for p in passes.values())
     seconds = np.concatenate([passes["pool"].seconds, passes["test"].seconds])
     out = {"dataset": str(args.dataset), "test": str(args.test or args.dataset), "n": n_test,
            "pool": n_pool, "responses": len(responses), "seed": args.seed,
+           "repeats": args.repeats,
            "model_passes": {"per_query": 1, "pool": n_pool, "test": n_test,
                             "computed_now": computed, "from_cache": n_pool + n_test - computed,
                             "seconds_per_pass": float(seconds.mean()),
                             "wall_seconds_now": pass_wall},
            "rows": result["rows"], "tuned": result["tuned"],
            "skipped_sizes": result["skipped_sizes"]}
-    table = [[r["size"], r["order"], r["method"], f"{r['accuracy']:.3f}", f"{r['macro_f1']:.3f}"]
-             for r in result["rows"]]
-    print(format_table(["size", "order", "method", "accuracy", "macro-F1"], table))
+    table = [[r["size"], r["order"], r["method"], f"{r['accuracy']:.3f}",
+              f"{r['accuracy_sd']:.3f}", f"{r['macro_f1']:.3f}"] for r in result["rows"]]
+    print(format_table(["size", "order", "method", "accuracy", "sd", "macro-F1"], table))
     print(f"model passes: 1 per query ({n_pool} pool + {n_test} test), {computed} run now, "
           f"{n_pool + n_test - computed} from the cache; {seconds.mean():.3f} s per pass")
     if args.json:
@@ -167,6 +170,9 @@ def register(subparsers) -> None:
     p.add_argument("--test-limit", type=int, default=None, help="at most this many test queries "
                    "(default: --limit)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="simulated users, each with its own rating order (seeds --seed, "
+                   "--seed+1, ...): accuracy is their mean, sd their spread")
     p.add_argument("--window", type=int, default=None,
                    help="coverage order: pick among the next N queries only (default: all)")
     p.add_argument("--cache-dir", metavar="DIR", help="where p(y'|x) is cached "

@@ -27,6 +27,7 @@ from cm_desktop.cm.retrieval import RatingIndex, normalise_text
 METHODS = ("model", "knn", "logreg", "cm-paper", "cm-marginal", "cm-instance", "cm-evidence")
 ORDERS = ("random", "coverage")
 MAX_SIZES = 20
+MAX_REPEATS = 20
 
 
 def _dedupe(records: Sequence[dict], exclude: set[str]) -> list[dict]:
@@ -163,8 +164,9 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
             t = mz.marginal_transition(counts, mz.CMParams().alpha)
             preds[method] = mz.marginal_posterior(data.p_test, t).argmax(axis=1)
         elif method in ("cm-instance", "cm-evidence"):
+            # the model's p for each rated query: what the Rate view stores beside a rating
             index = RatingIndex.from_arrays(data.responses, [data.pool_texts[i] for i in bank],
-                                            bm, bu, e_bank, embedder)
+                                            bm, bu, e_bank, embedder, model_p=data.p_pool[bank])
             assert np.array_equal(counts, counts_matrix(index))
             if method == "cm-instance":
                 params = tune_params(index, counts).params if len(bank) >= 5 else mz.CMParams()
@@ -173,9 +175,8 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
                     int(np.argmax(mz.instance_posterior(data.p_test[j], counts, bm[nb[j]], bu[nb[j]],
                                                         nb_s[j], params)))
                     for j in range(len(data.test_users))])
-            else:   # the engine's own rule, with the model's cached p for the rated queries
-                rule = EvidenceRule(index, counts, p_bank=data.p_pool[bank],
-                                    response_vecs=data.e_responses)
+            else:   # the engine's own rule
+                rule = EvidenceRule(index, counts, response_vecs=data.e_responses)
                 params = rule.params
                 nb, nb_s = _nearest(sims, params.k)
                 preds[method] = rule.posteriors(data.p_test, data.e_test, nb, nb_s).argmax(axis=1)
@@ -186,32 +187,53 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
 
 
 def run_curve(data: CurveInputs, sizes: Sequence[int], orders: Sequence[str], seed: int,
-              methods: Sequence[str] = METHODS, *, window: int | None = None, embedder=None,
-              progress: Callable[[int, int], None] | None = None, cancel=None) -> dict:
-    """{"rows": [{"size", "order", "method", "accuracy", "macro_f1"}], "tuned": [...]}.
+              methods: Sequence[str] = METHODS, *, repeats: int = 1, window: int | None = None,
+              embedder=None, progress: Callable[[int, int], None] | None = None,
+              cancel=None) -> dict:
+    """{"rows": [{"size", "order", "method", "accuracy", "accuracy_sd", "macro_f1", "repeats"}],
+    "tuned": [...]}.
 
+    repeats: simulated users, each rating in the order drawn with seed, seed + 1, ...; a row's
+    accuracy and macro-F1 are their means and accuracy_sd the spread between them (0 with one).
+    The pool and the test set stay the same, so the spread is that of the rating order (which
+    queries were rated, and the tuning on them), not of the test sample.
     Sizes larger than the pool are dropped (said in "skipped_sizes")."""
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise ValueError(f"repeats: 1 to {MAX_REPEATS}")
     n_pool = len(data.pool_users)
     usable = [s for s in sizes if s <= n_pool]
-    order_idx = rating_orders(data, orders, max(usable), seed, window) if usable else {}
     gold = data.test_users
     labels = np.asarray(data.responses)
-    rows, tuned_rows = [], []
-    steps, done = len(usable) * len(orders), 0
-    for order in orders:
-        for size in usable:
-            preds, tuned = predict_at(data, order_idx[order][:size], methods, embedder, cancel)
-            for method in methods:
-                pred = preds[method]
-                rows.append({"size": size, "order": order, "method": method,
-                             "accuracy": float(np.mean(pred == gold)),
-                             "macro_f1": macro_f1(list(labels[gold]), list(labels[pred]))})
-            for method, params in tuned.items():
-                tuned_rows.append({"size": size, "order": order, "method": method,
-                                   "params": params})
-            done += 1
-            if progress:
-                progress(done, steps)
+    acc: dict[tuple, list[tuple[float, float]]] = {}
+    tuned_rows, first_orders = [], {}
+    steps, done = len(usable) * len(orders) * repeats, 0
+    for rep in range(repeats):
+        order_idx = rating_orders(data, orders, max(usable), seed + rep, window) if usable else {}
+        if rep == 0:
+            first_orders = order_idx
+        for order in orders:
+            for size in usable:
+                preds, tuned = predict_at(data, order_idx[order][:size], methods, embedder, cancel)
+                for method in methods:
+                    pred = preds[method]
+                    acc.setdefault((size, order, method), []).append(
+                        (float(np.mean(pred == gold)),
+                         macro_f1(list(labels[gold]), list(labels[pred]))))
+                for method, params in tuned.items():
+                    tuned_rows.append({"size": size, "order": order, "method": method,
+                                       "repeat": rep, "params": params})
+                done += 1
+                if progress:
+                    progress(done, steps)
+    rows = []
+    for (size, order, method), runs in acc.items():
+        a = np.array([r[0] for r in runs])
+        rows.append({"size": size, "order": order, "method": method,
+                     "accuracy": float(a.mean()),
+                     "accuracy_sd": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+                     "macro_f1": float(np.mean([r[1] for r in runs])), "repeats": len(runs)})
+    rows.sort(key=lambda r: (ORDERS.index(r["order"]) if r["order"] in ORDERS else 99,
+                             r["size"], methods.index(r["method"])))
     return {"rows": rows, "tuned": tuned_rows,
             "skipped_sizes": [s for s in sizes if s > n_pool],
-            "orders": {k: v.tolist() for k, v in order_idx.items()}}
+            "orders": {k: v.tolist() for k, v in first_orders.items()}}

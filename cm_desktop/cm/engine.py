@@ -40,9 +40,13 @@ class Trace:
     seconds: float
     neighbours: list[tuple[str, str, float]] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
+    # the model's whole p(y'|x) over the response set, kept for a rating made from this trace
+    # (the bank stores it beside the rating); not part of the stored trace (to_dict)
+    model_p: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("model_p")
         d["model_top"] = [[r, float(p)] for r, p in self.model_top]
         d["candidates"] = [[r, int(n)] for r, n in self.candidates]
         d["neighbours"] = [[x, y, float(s)] for x, y, s in self.neighbours]
@@ -306,7 +310,8 @@ class CMEngine:
             seconds=outcome.seconds + (time.perf_counter() - t0),
             neighbours=[(self.index.instances[nb.index], self.responses[self.index.user_idx[nb.index]],
                          nb.similarity) for nb in shown],
-            scores={self.responses[i]: float(final[i]) for i in top_final if final[i] > 0})
+            scores={self.responses[i]: float(final[i]) for i in top_final if final[i] > 0},
+            model_p=[float(v) for v in outcome.p])
 
     def candidate_set(self, y_model: str) -> list[tuple[str, int]]:
         """C(y'): what the user meant when this model said y', most frequent first (ties in

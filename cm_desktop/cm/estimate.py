@@ -68,8 +68,12 @@ def estimate_bank(backend, bank, dataset: str | Path, proportion: float, seed: i
     for i, rec in enumerate(todo):
         check(cancel)
         trace = engine.propose(rec["input"], cancel)
-        bank.add_rating(profile, rec["input"], trace.model_response, rec["label"],
-                        source="estimated", strategy=strategy, fingerprint=backend.fingerprint)
+        rating = bank.add_rating(profile, rec["input"], trace.model_response, rec["label"],
+                                 source="estimated", strategy=strategy,
+                                 fingerprint=backend.fingerprint)
+        # what the model believed, for the evidence rule's tuning (an interrupted run keeps the
+        # rating with y' alone)
+        bank.set_model_distributions(profile, {rating.id: trace.model_p})
         added += 1
         agree += trace.model_response == rec["label"]
         if progress:

@@ -29,8 +29,8 @@ def response_text(response: str) -> str:
 class EvidenceRule:
     """The tuned evidence rule for one bank state (rebuild it after the bank changes).
 
-    p_bank: the model's p(y'|x) for each rated instance where known (the curve's cache; the app
-    has only the stored y', used as one-hot). response_vecs: the responses' text embeddings if
+    p_bank: the model's p(y'|x) for each rated instance (default: the index's `model_p`, the
+    distributions stored with the ratings, one-hot y' where none was stored). response_vecs: the responses' text embeddings if
     already computed. Below MIN_EVIDENCE_TUNING ratings the defaults apply, and neither the
     response texts nor the classifier are computed (a new user's first queries pay for neither).
     """
@@ -54,6 +54,8 @@ class EvidenceRule:
             if self.response_vecs is not None:
                 prior_bank = mz.response_prior(index.embeddings, self.response_vecs)
             estimate_bank = logreg_out_of_fold(index.embeddings, index.user_idx, r)
+        if p_bank is None:
+            p_bank = index.model_p
         self.params = tune_evidence(index, counts, p_bank, prior_bank, estimate_bank,
                                     cancel=cancel).params
         if self.params.bank_weight:

@@ -153,11 +153,14 @@ class RatingIndex:
         self.user_idx = np.array([pos[r.user_response] for r in self.ratings], dtype=int)
         self.current = np.array([cur for _, cur in kept], dtype=bool)
         self.embeddings = self._load_embeddings(bank, profile)
+        self.model_p = self._load_model_p(bank, profile)
 
     @classmethod
     def from_arrays(cls, responses: Sequence[str], instances: Sequence[str], model_idx: np.ndarray,
-                    user_idx: np.ndarray, embeddings: np.ndarray, embedder: Embedder) -> "RatingIndex":
-        """An index over ratings held in memory (a simulated bank): no bank, nothing stored."""
+                    user_idx: np.ndarray, embeddings: np.ndarray, embedder: Embedder,
+                    model_p: np.ndarray | None = None) -> "RatingIndex":
+        """An index over ratings held in memory (a simulated bank): no bank, nothing stored.
+        model_p: the model's distribution for each rating (None: one-hot y')."""
         index = cls.__new__(cls)
         index.embedder = embedder
         index.responses = list(responses)
@@ -168,7 +171,24 @@ class RatingIndex:
         index.current = np.ones(len(index.instances), dtype=bool)   # one simulated model
         index.embeddings = (_normalise_rows(embeddings) if len(index.instances)
                             else np.zeros((0, 1), dtype=np.float32))
+        index.model_p = (_one_hot(index.model_idx, len(index.responses)) if model_p is None
+                         else np.asarray(model_p, dtype=np.float64))
         return index
+
+    def _load_model_p(self, bank, profile: str) -> np.ndarray:
+        """(n, |R|): the model's distribution stored with each rating (`add_rating`'s caller
+        stores it with `set_model_distributions`), one-hot y' where none was stored. A rebased
+        rating keeps its own y' (the one-hot stand-in): its stored p, if any, is another model's."""
+        p = _one_hot(self.model_idx, len(self.responses))
+        if not self.ratings:
+            return p
+        ids, stored = bank.model_distributions(profile)
+        row_of = {rid: i for i, rid in enumerate(ids)}
+        for i, rt in enumerate(self.ratings):
+            j = row_of.get(rt.id)
+            if j is not None and int(np.argmax(stored[j])) == self.model_idx[i]:
+                p[i] = stored[j] / stored[j].sum()
+        return p
 
     def _load_embeddings(self, bank, profile: str) -> np.ndarray:
         if not self.ratings:
@@ -204,3 +224,9 @@ class RatingIndex:
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top], kind="stable")]
         return [Neighbour(int(i), float(sims[i])) for i in top]
+
+
+def _one_hot(idx: np.ndarray, r: int) -> np.ndarray:
+    out = np.zeros((len(idx), r), dtype=np.float64)
+    out[np.arange(len(idx)), np.asarray(idx, dtype=int)] = 1.0
+    return out

@@ -3,16 +3,16 @@ their bank grew (the Bank view's plot, the Rate view's "the curve has flattened"
 
 Test-then-train over the profile's ratings in the order they were made: at each of the user's own
 ratings k (source "rated"), the raw model agreed if its stored y' equals the user's y; CM agreed
-if, with the bank as it was before rating k (ratings 1..k-1, any source), the instance-dependent
-rule would have chosen y. Every point is held out: it never sees its own rating.
+if, with the bank as it was before rating k (ratings 1..k-1, any source), the app's default rule
+(the evidence rule, `cm.evidence`) would have chosen y. Every point is held out: it never sees its own rating.
 
-No model pass. A rating stores the y' it was given but not the model's distribution p(y'|x), so
-CM's decision uses p = one-hot(y') - the same stand-in `evaluate.tune_params` and the Bank view's
-leave-one-out figure use. With one-hot p the instance rule still does what matters here: the
-bank's counts for this y' and the nearest earlier ratings' votes can overrule the model, and the
-agreement-weighted model term keeps it where the model has been reliable. CM's parameters are
-tuned (leave-one-out, `evaluate.tune_params`) on the bank at checkpoints 5, 10, 20, 40, ...
-ratings rather than before every rating as the live engine does: the decision at k depends only on
+No model pass. CM's decision uses the model's distribution p(y'|x) stored with the rating (the
+Rate and Chat views store it, migration 0005), or p = one-hot(y') for a rating that has none - the
+same p the engine's evidence rule tunes with. With one-hot p the rule still does what matters here: the nearest earlier ratings, the response-text
+prior and the bank's classifier can overrule the model, and the model's corrected distribution
+keeps its say where the bank knows little. The rule is tuned and its classifier fitted
+(`EvidenceRule`) on the bank at checkpoints 5, 10, 20, 40, ... ratings rather than before every
+rating as the live engine does: the decision at k depends only on
 ratings before k either way, and the tuning cost stays O(n log n) instead of O(n^2).
 
 Incremental: each evaluated rating is cached in the bank (`curve_points`, migration 0004) with a
@@ -32,7 +32,7 @@ from cm_desktop.cancel import check
 from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, normalise_text
 
-RULE_VERSION = "prequential-instance-onehot-v1"
+RULE_VERSION = "prequential-evidence-v1"
 FIRST_TUNE = 5          # the engine tunes from 5 ratings on (CMEngine.refresh)
 WINDOW = 25             # the plot's trailing window, in the user's ratings
 FLAT_SPAN = 50          # "your last 50 ratings changed little"
@@ -128,14 +128,26 @@ def _current_mask(fingerprints: np.ndarray, sources: np.ndarray, fingerprint) ->
     return np.where(none, sources != "imported", fingerprints == fingerprint)
 
 
+def _checkpoint_rule(index: RatingIndex, c: int, fps: np.ndarray, srcs: np.ndarray,
+                     response_vecs, cancel):
+    """The evidence rule as the engine would build it on the first c ratings (c = 0: defaults)."""
+    from cm_desktop.cm.evaluate import counts_matrix
+    from cm_desktop.cm.evidence import EvidenceRule
+
+    if c == 0:
+        return None
+    prefix = RatingIndex.from_arrays(index.responses, index.instances[:c], index.model_idx[:c],
+                                     index.user_idx[:c], index.embeddings[:c], index.embedder,
+                                     model_p=index.model_p[:c])
+    prefix.current = _current_mask(fps[:c], srcs[:c], index.ratings[c - 1].fingerprint)
+    return EvidenceRule(prefix, counts_matrix(prefix), response_vecs=response_vecs, cancel=cancel)
+
+
 def evaluate_positions(index: RatingIndex, positions, cancel=None,
                        tuned: dict | None = None) -> list[tuple[bool, bool]]:
     """(model agrees, CM agrees) for each rating at `positions` of `index`, each decided on the
-    ratings before it only (module docstring). `tuned`: checkpoint -> CMParams, filled and reused
-    (pass one dict across calls on the same index)."""
-    # evaluate imports engine, engine imports retrieval: late import like CMEngine.refresh
-    from cm_desktop.cm.evaluate import counts_matrix, tune_params
-
+    ratings before it only (module docstring). `tuned`: checkpoint -> the evidence rule built
+    there, filled and reused (pass one dict across calls on the same index)."""
     tuned = {} if tuned is None else tuned
     r = len(index.responses)
     fps = np.array([rt.fingerprint for rt in index.ratings], dtype=object)
@@ -152,23 +164,25 @@ def evaluate_positions(index: RatingIndex, positions, cancel=None,
         np.add.at(counts, (index.model_idx[:i][current], index.user_idx[:i][current]), 1.0)
         c = _tune_checkpoint(i)
         if c not in tuned:
-            if c == 0:
-                tuned[c] = mz.CMParams()
-            else:
-                prefix = RatingIndex.from_arrays(index.responses, index.instances[:c],
-                                                 index.model_idx[:c], index.user_idx[:c],
-                                                 index.embeddings[:c], index.embedder)
-                prefix.current = _current_mask(fps[:c], srcs[:c], index.ratings[c - 1].fingerprint)
-                tuned[c] = tune_params(prefix, counts_matrix(prefix), cancel=cancel).params
-        params = tuned[c]
+            vecs = next((rule.response_vecs for rule in tuned.values()
+                         if rule is not None and rule.response_vecs is not None), None)
+            tuned[c] = _checkpoint_rule(index, c, fps, srcs, vecs, cancel)
+        rule = tuned[c]
+        params = rule.params if rule is not None else mz.EvidenceParams()
+        qvec = index.embeddings[i][None, :].astype(np.float64)
         sims = index.embeddings[:i] @ index.embeddings[i]
         k = min(params.k, i)
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top], kind="stable")]
-        p = np.zeros(r)
-        p[m] = 1.0
-        final = mz.instance_posterior(p, counts, index.model_idx[top], index.user_idx[top],
-                                      sims[top], params, current[top])
+        p = index.model_p[i][None, :]
+        prior = estimate = None
+        if rule is not None and params.prior > 0 and rule.response_vecs is not None:
+            prior = mz.response_prior(qvec, rule.response_vecs)
+        if rule is not None and rule.classify is not None:
+            estimate = rule.classify(qvec)
+        final = mz.evidence_posteriors(p, counts, index.model_idx[top][None, :],
+                                       index.user_idx[top][None, :], sims[top][None, :], params,
+                                       prior, bank_estimate=estimate)[0]
         out.append((m == u, int(np.argmax(final)) == u))
     return out
 

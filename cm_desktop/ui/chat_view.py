@@ -377,7 +377,7 @@ class ChatView(ConversationsMixin, QWidget):
         self.ctx.undo_stack().push(AddRatingCommand(
             self.ctx, profile, trace.query, trace.model_response, user_response, source="rated",
             strategy=trace.strategy, fingerprint=self.ctx.inference.fingerprint, on_added=added,
-            on_undone=undone, parent_widget=self))
+            on_undone=undone, parent_widget=self, model_distribution=trace.model_p))
         self.ctx.status_message.emit(f"Remembered: “{one_line(reply.query, 40)}” → {user_response}")
 
     def edit_guidance(self, reply: ReplyWidget):

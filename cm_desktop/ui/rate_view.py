@@ -450,7 +450,8 @@ class RateView(QWidget):
         command = AddRatingCommand(
             self.ctx, profile, item.text, model_response, user_response, source="rated",
             strategy=self.ctx.settings.strategy, fingerprint=self.ctx.inference.fingerprint,
-            on_added=self.rated.emit, on_undone=undone, on_redone=redone, parent_widget=self)
+            on_added=self.rated.emit, on_undone=undone, on_redone=redone, parent_widget=self,
+            model_distribution=item.trace.model_p)
         self.ctx.undo_stack().push(command)
         self.ctx.status_message.emit(f"Rated: {one_line(user_response, 60)}")
         self._advance()

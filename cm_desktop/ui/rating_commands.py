@@ -7,10 +7,11 @@ undo can read it. The write announces `bank_changed`, so the views refresh thems
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from PySide6.QtGui import QUndoCommand
 
+from bank_store import BankError
 from cm_desktop.ui.ops import BankWrite
 from cm_desktop.ui.plain import one_line
 
@@ -19,7 +20,10 @@ class AddRatingCommand(QUndoCommand):
     def __init__(self, ctx, profile: str, instance: str, model_response: str, user_response: str, *,
                  source: str = "rated", strategy: str | None = None, fingerprint: str | None = None,
                  on_added: Callable | None = None, on_undone: Callable | None = None,
-                 on_redone: Callable | None = None, parent_widget=None):
+                 on_redone: Callable | None = None, parent_widget=None,
+                 model_distribution: Sequence[float] | None = None):
+        """model_distribution: the model's p(y'|x) over the profile's responses when it proposed
+        model_response (the trace's model_p), stored beside the rating for the evidence rule."""
         verb = "Accept" if model_response == user_response else "Rate"
         super().__init__(f"{verb} “{one_line(user_response, 40)}” for “{one_line(instance, 40)}”")
         self.ctx = ctx
@@ -30,6 +34,7 @@ class AddRatingCommand(QUndoCommand):
         self.source = source
         self.strategy = strategy
         self.fingerprint = fingerprint
+        self.model_distribution = list(model_distribution) if model_distribution else None
         self.rating = None          # set on the write thread once added
         self._removed = None        # the rating as removed by undo (restored with its id on redo)
         self._first = True
@@ -37,6 +42,17 @@ class AddRatingCommand(QUndoCommand):
         self._on_undone = on_undone
         self._on_redone = on_redone
         self._parent = parent_widget
+
+    def _store_distribution(self, bank) -> None:
+        """On the write thread, after the rating is in the bank."""
+        if not self.model_distribution or self.rating is None:
+            return
+        try:
+            bank.set_model_distributions(self.profile, {self.rating.id: self.model_distribution})
+        except BankError:
+            # an aid to the evidence rule, not the rating: a response set changed since the
+            # proposal (a wrong length) leaves the rating with y' alone
+            pass
 
     def _write(self, fn, label: str, on_success) -> None:
         owner = self._parent if self._parent is not None else self.ctx
@@ -52,6 +68,7 @@ class AddRatingCommand(QUndoCommand):
                 self.rating = job.bank.add_rating(profile, self.instance, self.model_response,
                                                   self.user_response, source=self.source,
                                                   strategy=self.strategy, fingerprint=self.fingerprint)
+                self._store_distribution(job.bank)
                 return self.rating
 
             self._write(add, "Saving the rating", lambda rating: self._on_added and self._on_added(rating))
@@ -61,6 +78,7 @@ class AddRatingCommand(QUndoCommand):
             if self._removed is not None:
                 job.bank.restore_ratings(profile, [self._removed])
                 self.rating, self._removed = self._removed, None
+                self._store_distribution(job.bank)
             return self.rating
 
         self._write(restore, "Redoing the rating", lambda rating: self._on_redone and self._on_redone(rating))

@@ -254,6 +254,8 @@ def test_a_bank_from_the_first_version_is_upgraded_and_keeps_its_ratings(tmp_pat
     con.executemany("DELETE FROM _sqlite_migrations WHERE name = ?", [(n,) for n in later])
     for table in ("messages", "conversations", "guidance", "skipped_queries", "curve_points"):
         con.execute(f"DROP TABLE {table}")
+    for column in ("model_distribution", "model_distribution_key"):
+        con.execute(f"ALTER TABLE ratings DROP COLUMN {column}")
     con.commit()
     con.execute("INSERT INTO profiles (name, responses, created, updated)"
                 " VALUES ('P', '[\"a\", \"b\"]', '2025-01-01T00:00:00+00:00',"
@@ -265,6 +267,8 @@ def test_a_bank_from_the_first_version_is_upgraded_and_keeps_its_ratings(tmp_pat
     con = sqlite3.connect(path)
     tables = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"guidance", "conversations", "messages"} <= tables
+    columns = {row[1] for row in con.execute("PRAGMA table_info(ratings)")}
+    assert {"model_distribution", "model_distribution_key"} <= columns
     con.close()
     bank.close()
 

@@ -55,3 +55,24 @@ def test_curve_rows_are_replaced_from_a_position_and_other_rules_dropped(small_b
     with pytest.raises(BankError, match="position"):
         small_bank.store_curve_rows("P", "rule-b", [CurveRow(1, "y", True, True)], keep_before=3)
     assert small_bank.curve_rows("P", "rule-b") == [CurveRow(0, "b0", True, True)]  # unchanged
+
+
+def test_model_distributions_are_stored_by_rating_and_read_only_for_the_same_response_set(bank):
+    import numpy as np
+
+    bank.create_profile("p", ["a", "b", "c"])
+    first = bank.add_rating("p", "x one", "a", "b")
+    second = bank.add_rating("p", "x two", "b", "b")
+    assert bank.model_distributions("p")[0] == []          # none stored yet
+    assert bank.set_model_distributions("p", {first.id: [0.7, 0.2, 0.1], "no-such-id": [1, 0, 0]}) == 1
+    ids, p = bank.model_distributions("p")
+    assert ids == [first.id] and p.shape == (1, 3)
+    np.testing.assert_allclose(p[0], [0.7, 0.2, 0.1], rtol=1e-6)
+    # bad input: one clear error, and nothing of the call is stored
+    for bad in ([0.5, 0.5], [0.5, float("nan"), 0.5], [1.2, -0.1, 0.0], [0, 0, 0], ["a", 1, 2]):
+        with pytest.raises(BankError):
+            bank.set_model_distributions("p", {second.id: [0.1, 0.8, 0.1], first.id: bad})
+    assert bank.model_distributions("p")[0] == [first.id]
+    # the response set changes: the stored vector no longer says which value is which response
+    bank.update_profile("p", responses=["a", "b", "c", "d"])
+    assert bank.model_distributions("p")[0] == []

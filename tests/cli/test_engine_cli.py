@@ -46,6 +46,11 @@ def test_estimate_resume_eval_json(tmp_path, dataset, capsys):
     assert len(ratings) == 6
     assert all(r.source == "estimated" and r.fingerprint.startswith("llama_cpp:") for r in ratings)
     assert all(r.model_response in labels for r in ratings)
+    # each estimated rating keeps the model's whole distribution, whose argmax is its y'
+    ids, dists = bank.model_distributions("tiny")
+    assert sorted(ids) == sorted(r.id for r in ratings)
+    said = {r.id: r.model_response for r in ratings}
+    assert all(labels[int(d.argmax())] == said[i] for i, d in zip(ids, dists))
 
     # rerun: nothing new; a larger proportion adds only what is missing
     assert _cm(bank_file, "estimate", "--dataset", str(dataset), "--proportion", "0.2",

@@ -169,3 +169,22 @@ def test_curve_rows_cover_every_size_order_and_method():
     # the bank corrects a model that is off by one: marginal CM learns the shift
     assert acc[(100, "random", "cm-marginal")] > acc[(100, "random", "model")] + 0.3
     assert all(0.0 <= r["macro_f1"] <= 1.0 for r in res["rows"])
+
+
+def test_repeats_average_the_simulated_users_of_consecutive_seeds():
+    pytest.importorskip("sklearn")
+    data = _inputs()
+    methods = ["knn", "cm-marginal"]
+    many = curve.run_curve(data, [10, 40], ["random"], seed=3, methods=methods, repeats=3)
+    singles = [curve.run_curve(data, [10, 40], ["random"], seed=s, methods=methods)
+               for s in (3, 4, 5)]
+    for row in many["rows"]:
+        key = (row["size"], row["order"], row["method"])
+        accs = [next(r["accuracy"] for r in single["rows"]
+                     if (r["size"], r["order"], r["method"]) == key) for single in singles]
+        assert row["repeats"] == 3
+        assert row["accuracy"] == pytest.approx(np.mean(accs))
+        assert row["accuracy_sd"] == pytest.approx(np.std(accs, ddof=1))
+    assert any(r["accuracy_sd"] > 0 for r in many["rows"])     # the orders did differ
+    with pytest.raises(ValueError):
+        curve.run_curve(data, [10], ["random"], seed=0, methods=methods, repeats=0)

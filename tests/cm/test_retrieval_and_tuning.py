@@ -146,3 +146,19 @@ def test_leave_one_out_agreement_can_be_cancelled(rated_bank):
     token.cancel()
     with pytest.raises(Cancelled):
         ev.leave_one_out_agreement(rated_bank, "p", HashedNgramEmbedder(), cancel=token)
+
+
+def test_the_index_reads_the_stored_model_distribution_and_falls_back_to_one_hot(bank):
+    from cm_desktop.cm.retrieval import HashedNgramEmbedder, RatingIndex
+
+    bank.create_profile("p", ["a", "b", "c"])
+    kept = bank.add_rating("p", "play jazz", "a", "b")
+    other = bank.add_rating("p", "rain today", "b", "c")
+    none = bank.add_rating("p", "wake me", "c", "c")
+    # `other`'s stored distribution is not for its y' ("b"): not what the model said then
+    bank.set_model_distributions("p", {kept.id: [0.5, 0.3, 0.2], other.id: [0.9, 0.05, 0.05]})
+    index = RatingIndex(bank, "p", HashedNgramEmbedder())
+    rows = {rt.id: i for i, rt in enumerate(index.ratings)}
+    np.testing.assert_allclose(index.model_p[rows[kept.id]], [0.5, 0.3, 0.2], rtol=1e-6)
+    np.testing.assert_array_equal(index.model_p[rows[other.id]], [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(index.model_p[rows[none.id]], [0.0, 0.0, 1.0])

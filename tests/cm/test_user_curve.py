@@ -64,12 +64,12 @@ def test_each_point_is_the_engines_decision_on_the_bank_before_that_rating(bank,
         earlier = DiscrepancyBank(tmp_path / f"before-{k}.sqlite3")
         earlier.create_profile("p", RESPONSES)
         earlier.add_ratings("p", ratings[:k])
-        engine = CMEngine(None, earlier, "p", variant="instance", embedder=embedder, calibrate=False)
+        engine = CMEngine(None, earlier, "p", variant="evidence", embedder=embedder, calibrate=False)
         x, ym, yu = RATED[k]
         p = np.zeros(len(RESPONSES))
         p[RESPONSES.index(ym)] = 1.0
         trace = engine.apply_memory(ModelOutcome(x, "vanilla", p, RESPONSES.index(ym), 0, 0.0,
-                                                 None, None), "instance")
+                                                 None, None), "evidence")
         assert curve.model_agrees[k] == (ym == yu)
         assert curve.cm_agrees[k] == (trace.chosen == yu), k
         earlier.close()

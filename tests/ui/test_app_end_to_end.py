@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QTableView
@@ -40,11 +42,12 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path, mod
     rate = window.rate_view
     window.tabs.setCurrentWidget(rate)
     rate.open_dataset(str(dataset))
-    expected = {}
+    expected, beliefs = {}, {}
     for _ in range(len(RATINGS)):
         item = _wait_for_proposal(qtbot, rate, model_wait_ms)
         action = RATINGS[item.text]
         model_said = item.trace.model_response
+        beliefs[item.text] = item.trace.model_p
         if action == "enter":
             qtbot.keyClick(rate.filter_edit, Qt.Key_Return)
             chosen = model_said
@@ -77,6 +80,13 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path, mod
     window.redo_action.trigger()
     qtbot.waitUntil(lambda: bank.rating_count("Test") == 5, timeout=10_000)
     assert {r.instance for r in bank.ratings("Test")} == set(expected)
+    # beside each rating, the model's whole distribution when it proposed (kept through undo/redo)
+    qtbot.waitUntil(lambda: len(bank.model_distributions("Test")[0]) == 5, timeout=10_000)
+    ids, stored = bank.model_distributions("Test")
+    by_id = dict(zip(ids, stored))
+    for r in bank.ratings("Test"):
+        assert len(beliefs[r.instance]) == len(bank.get_profile("Test").responses)
+        np.testing.assert_allclose(by_id[r.id], beliefs[r.instance], rtol=1e-5, atol=1e-7)
 
     # chat on a similar query: the Why panel shows the new rating among the nearest rated instances
     chat = window.chat_view

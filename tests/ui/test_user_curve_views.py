@@ -28,8 +28,9 @@ def _flat(n: int):
 
 
 def _rising():
-    """50 new meanings the model gets wrong, then the same 50 questions again: CM has learnt them."""
-    qs = [(f"my question {i} is about {R[i + 1]}", R[0], R[i + 1]) for i in range(50)]
+    """50 new meanings the model gets wrong, then the same 50 questions again: CM has learnt them.
+    The questions do not name their meaning (the response-text prior would know it at once)."""
+    qs = [(f"here is my question number {i}", R[0], R[i + 1]) for i in range(50)]
     return qs + qs
 
 
