@@ -44,7 +44,10 @@ def test_curve_json_plot_and_cache(tmp_path, dataset, capsys, monkeypatch):
     methods = {"model", "knn", "logreg", "cm-paper", "cm-marginal", "cm-instance", "cm-evidence"}
     keys = {(r["size"], r["order"], r["method"]) for r in first["rows"]}
     assert keys == {(s, o, m) for s in (5, 10) for o in ("random", "coverage") for m in methods}
-    assert all(set(r) == {"size", "order", "method", "accuracy", "macro_f1"} for r in first["rows"])
+    assert all(set(r) == {"size", "order", "method", "accuracy", "accuracy_sd", "macro_f1",
+                          "repeats"} for r in first["rows"])
+    assert first["repeats"] == 1 and all(r["repeats"] == 1 and r["accuracy_sd"] == 0.0
+                                         for r in first["rows"])
     assert "36 run now, 0 from the cache" in out
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -60,7 +63,8 @@ def test_curve_rejects_bad_options_in_one_line(tmp_path, dataset, capsys):
             "--profile", "tiny"]
     for extra, message in ((["--sizes", "0,5"], "--sizes"), (["--orders", "sideways"], "--orders"),
                            (["--methods", "magic"], "--methods"), (["--limit", "0"], "--limit"),
-                           (["--test", str(tmp_path / "missing.jsonl")], "--test")):
+                           (["--test", str(tmp_path / "missing.jsonl")], "--test"),
+                           (["--repeats", "0"], "--repeats")):
         assert main(base + extra) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err
