@@ -177,8 +177,8 @@ class RatingIndex:
 
     def _load_model_p(self, bank, profile: str) -> np.ndarray:
         """(n, |R|): the model's distribution stored with each rating (`add_rating`'s caller
-        stores it with `set_model_distributions`), one-hot y' where none was stored. A rebased
-        rating keeps its own y' (the one-hot stand-in): its stored p, if any, is another model's."""
+        stores it with `set_model_distributions`), one-hot y' where none was stored or where the
+        stored one's argmax is not the rating's y' (then it does not describe that answer)."""
         p = _one_hot(self.model_idx, len(self.responses))
         if not self.ratings:
             return p

@@ -34,7 +34,9 @@ class AddRatingCommand(QUndoCommand):
         self.source = source
         self.strategy = strategy
         self.fingerprint = fingerprint
-        self.model_distribution = list(model_distribution) if model_distribution else None
+        self.model_distribution = ([float(v) for v in model_distribution]
+                                   if model_distribution is not None and len(model_distribution)
+                                   else None)
         self.rating = None          # set on the write thread once added
         self._removed = None        # the rating as removed by undo (restored with its id on redo)
         self._first = True
