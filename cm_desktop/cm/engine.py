@@ -114,6 +114,9 @@ class CMEngine:
         self._baseline: tuple[tuple[str, ...], np.ndarray] | None = None
         self._fixed_params = params
         self._tune = tune and params is None
+        # the responses' text embeddings for the evidence rule's prior, kept across refreshes
+        # (a rating changes the bank, not the response texts): (responses, vectors)
+        self._response_vecs: tuple[tuple[str, ...], np.ndarray] | None = None
         self.refresh()
 
     # ---- bank state -------------------------------------------------------------------------
@@ -146,7 +149,13 @@ class CMEngine:
         if self._evidence is None:
             from cm_desktop.cm.evidence import EvidenceRule
 
-            self._evidence = EvidenceRule(self.index, self.counts, cancel=cancel)
+            vecs = self._response_vecs
+            if vecs is not None and vecs[0] != tuple(self.responses):
+                vecs = None         # the profile's response set changed
+            self._evidence = EvidenceRule(self.index, self.counts, cancel=cancel,
+                                          response_vecs=None if vecs is None else vecs[1])
+            if self._evidence.response_vecs is not None:
+                self._response_vecs = (tuple(self.responses), self._evidence.response_vecs)
         return self._evidence
 
     # ---- the model's part -------------------------------------------------------------------

@@ -93,6 +93,30 @@ def test_the_evidence_rule_embeds_nothing_for_an_empty_bank(llama_backend, profi
     assert embedder.texts == 0
 
 
+def test_the_response_texts_are_embedded_once_per_engine_not_after_every_rating(profile_bank):
+    # a rating changes the bank, not the response texts: the prior's vectors are kept across
+    # refreshes, and computed again only when the response set itself changes
+    embedder = _CountingEmbedder()
+    for i in range(6):
+        profile_bank.add_rating("p", f"play song number {i}", "alarm", "music")
+    engine = CMEngine(None, profile_bank, "p", embedder=embedder, variant="evidence",
+                      calibrate=False)
+    before = embedder.texts
+    first = engine.evidence_rule()
+    assert embedder.texts - before == len(RESPONSES)
+    profile_bank.add_rating("p", "will it rain on sunday", "alarm", "weather")
+    engine.refresh()                              # embeds the new rating's query
+    before = embedder.texts
+    second = engine.evidence_rule()
+    assert second is not first and embedder.texts == before
+    assert second.response_vecs is first.response_vecs
+    profile_bank.update_profile("p", responses=RESPONSES + ["timer"])
+    engine.refresh()
+    before = embedder.texts
+    engine.evidence_rule()
+    assert embedder.texts - before == len(RESPONSES) + 1
+
+
 def test_the_evidence_rule_follows_a_rating_of_this_query_and_not_a_far_one(llama_backend,
                                                                              profile_bank):
     # the failure it exists for: with a thin bank the instance rule lets one unrelated rated query
