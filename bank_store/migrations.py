@@ -161,7 +161,6 @@ def m0004_rate_state(db: sqlite_utils.Database) -> None:
     )
 
 
-
 @migrations(name="0005_model_distributions")
 def m0005_model_distributions(db: sqlite_utils.Database) -> None:
     # The model's distribution p(y'|x) over the response set when the rating was made (float32,
@@ -171,6 +170,7 @@ def m0005_model_distributions(db: sqlite_utils.Database) -> None:
     # digest that no longer matches) and falls back to y' alone.
     db.execute("ALTER TABLE ratings ADD COLUMN model_distribution BLOB")
     db.execute("ALTER TABLE ratings ADD COLUMN model_distribution_key TEXT")
+
 
 def known_names() -> list[str]:
     return [m.name for m in migrations._migrations]

@@ -360,7 +360,8 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateSta
                 try:
                     arr = np.asarray(vec, dtype=np.float32)
                 except (TypeError, ValueError):
-                    raise BankError(f"model distribution for rating {rid!r} must be numbers") from None
+                    raise BankError(f"model distribution for rating {rid!r} must be "
+                                    "numbers") from None
                 if (arr.ndim != 1 or arr.size != len(p.responses) or not np.all(np.isfinite(arr))
                         or np.any(arr < 0) or not arr.sum() > 0):
                     raise BankError(f"model distribution for rating {rid!r} must be "

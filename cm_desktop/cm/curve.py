@@ -225,15 +225,13 @@ def run_curve(data: CurveInputs, sizes: Sequence[int], orders: Sequence[str], se
                 done += 1
                 if progress:
                     progress(done, steps)
-    rows = []
+    rows = []   # in the loops' order: the first repeat inserted every key
     for (size, order, method), runs in acc.items():
         a = np.array([r[0] for r in runs])
         rows.append({"size": size, "order": order, "method": method,
                      "accuracy": float(a.mean()),
                      "accuracy_sd": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
                      "macro_f1": float(np.mean([r[1] for r in runs])), "repeats": len(runs)})
-    rows.sort(key=lambda r: (ORDERS.index(r["order"]) if r["order"] in ORDERS else 99,
-                             r["size"], methods.index(r["method"])))
     return {"rows": rows, "tuned": tuned_rows,
             "skipped_sizes": [s for s in sizes if s > n_pool],
             "orders": {k: v.tolist() for k, v in first_orders.items()}}

@@ -29,13 +29,13 @@ def response_text(response: str) -> str:
 class EvidenceRule:
     """The tuned evidence rule for one bank state (rebuild it after the bank changes).
 
-    p_bank: the model's p(y'|x) for each rated instance (default: the index's `model_p`, the
-    distributions stored with the ratings, one-hot y' where none was stored). response_vecs: the responses' text embeddings if
-    already computed. Below MIN_EVIDENCE_TUNING ratings the defaults apply, and neither the
-    response texts nor the classifier are computed (a new user's first queries pay for neither).
+    It tunes on the index's `model_p`: the model's p(y'|x) stored with each rating, one-hot y'
+    where none was stored. response_vecs: the responses' text embeddings if already computed.
+    Below MIN_EVIDENCE_TUNING ratings the defaults apply, and neither the response texts nor the
+    classifier are computed (a new user's first queries pay for neither).
     """
 
-    def __init__(self, index: RatingIndex, counts: np.ndarray, *, p_bank: np.ndarray | None = None,
+    def __init__(self, index: RatingIndex, counts: np.ndarray, *,
                  response_vecs: np.ndarray | None = None, cancel=None) -> None:
         # late imports: evaluate imports the engine, baselines imports scikit-learn
         from cm_desktop.cm.baselines import fit_logreg, logreg_out_of_fold
@@ -54,9 +54,7 @@ class EvidenceRule:
             if self.response_vecs is not None:
                 prior_bank = mz.response_prior(index.embeddings, self.response_vecs)
             estimate_bank = logreg_out_of_fold(index.embeddings, index.user_idx, r)
-        if p_bank is None:
-            p_bank = index.model_p
-        self.params = tune_evidence(index, counts, p_bank, prior_bank, estimate_bank,
+        self.params = tune_evidence(index, counts, index.model_p, prior_bank, estimate_bank,
                                     cancel=cancel).params
         if self.params.bank_weight:
             self.classify = fit_logreg(index.embeddings, index.user_idx, r)
@@ -70,13 +68,20 @@ class EvidenceRule:
         """(n, |R|) scores for n queries (argmax = the answer). nb_idx / nb_sims: (n, k') the
         nearest ratings (rows of the index) and their cosines, best first. query_vecs may be None
         when the rule uses neither the prior nor the classifier (a bank of no ratings)."""
+        return self.scores(p, query_vecs, self.counts, self.index.model_idx[nb_idx],
+                           self.index.user_idx[nb_idx], nb_sims)
+
+    def scores(self, p: np.ndarray, query_vecs: np.ndarray | None, counts: np.ndarray,
+               nb_model: np.ndarray, nb_user: np.ndarray, nb_sims: np.ndarray) -> np.ndarray:
+        """`posteriors` with the counts and the neighbours' (y', y) given: for a bank that has
+        grown since the rule was tuned (the user's curve decides each rating on all the ratings
+        before it, with the rule of its last checkpoint)."""
         prior = estimate = None
         if self.params.prior > 0:
             prior = mz.response_prior(query_vecs, self.response_vecs)
         if self.classify is not None:
             estimate = self.classify(query_vecs)
-        return mz.evidence_posteriors(p, self.counts, self.index.model_idx[nb_idx],
-                                      self.index.user_idx[nb_idx], nb_sims, self.params, prior,
+        return mz.evidence_posteriors(p, counts, nb_model, nb_user, nb_sims, self.params, prior,
                                       bank_estimate=estimate)
 
     def posterior(self, p: np.ndarray, query_vec: np.ndarray | None,

@@ -4,16 +4,18 @@ their bank grew (the Bank view's plot, the Rate view's "the curve has flattened"
 Test-then-train over the profile's ratings in the order they were made: at each of the user's own
 ratings k (source "rated"), the raw model agreed if its stored y' equals the user's y; CM agreed
 if, with the bank as it was before rating k (ratings 1..k-1, any source), the app's default rule
-(the evidence rule, `cm.evidence`) would have chosen y. Every point is held out: it never sees its own rating.
+(the evidence rule, `cm.evidence`) would have chosen y. Every point is held out: it never sees
+its own rating.
 
 No model pass. CM's decision uses the model's distribution p(y'|x) stored with the rating (the
-Rate and Chat views store it, migration 0005), or p = one-hot(y') for a rating that has none - the
-same p the engine's evidence rule tunes with. With one-hot p the rule still does what matters here: the nearest earlier ratings, the response-text
-prior and the bank's classifier can overrule the model, and the model's corrected distribution
-keeps its say where the bank knows little. The rule is tuned and its classifier fitted
-(`EvidenceRule`) on the bank at checkpoints 5, 10, 20, 40, ... ratings rather than before every
-rating as the live engine does: the decision at k depends only on
-ratings before k either way, and the tuning cost stays O(n log n) instead of O(n^2).
+Rate and Chat views store it, migration 0005), or p = one-hot(y') for a rating that has none -
+the same p the engine's evidence rule tunes with. With one-hot p the rule still does what
+matters here: the nearest earlier ratings, the response-text prior and the bank's classifier can
+overrule the model, and the model's corrected distribution keeps its say where the bank knows
+little. The rule is tuned and its classifier fitted (`EvidenceRule`) on the bank at checkpoints
+5, 10, 20, 40, ... ratings rather than before every rating as the live engine does: the decision
+at k depends only on ratings before k either way, and the tuning cost stays O(n log n) instead
+of O(n^2).
 
 Incremental: each evaluated rating is cached in the bank (`curve_points`, migration 0004) with a
 hash of the ids of every rating up to it, so reopening the view reads the cache and evaluates only
@@ -29,7 +31,6 @@ import numpy as np
 
 from bank_store.rate_state import CurveRow
 from cm_desktop.cancel import check
-from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, normalise_text
 
 RULE_VERSION = "prequential-evidence-v1"
@@ -130,12 +131,11 @@ def _current_mask(fingerprints: np.ndarray, sources: np.ndarray, fingerprint) ->
 
 def _checkpoint_rule(index: RatingIndex, c: int, fps: np.ndarray, srcs: np.ndarray,
                      response_vecs, cancel):
-    """The evidence rule as the engine would build it on the first c ratings (c = 0: defaults)."""
+    """The evidence rule as the engine would build it on the first c ratings (c = 0: the
+    defaults, as for an empty bank)."""
     from cm_desktop.cm.evaluate import counts_matrix
     from cm_desktop.cm.evidence import EvidenceRule
 
-    if c == 0:
-        return None
     prefix = RatingIndex.from_arrays(index.responses, index.instances[:c], index.model_idx[:c],
                                      index.user_idx[:c], index.embeddings[:c], index.embedder,
                                      model_p=index.model_p[:c])
@@ -165,24 +165,16 @@ def evaluate_positions(index: RatingIndex, positions, cancel=None,
         c = _tune_checkpoint(i)
         if c not in tuned:
             vecs = next((rule.response_vecs for rule in tuned.values()
-                         if rule is not None and rule.response_vecs is not None), None)
+                         if rule.response_vecs is not None), None)
             tuned[c] = _checkpoint_rule(index, c, fps, srcs, vecs, cancel)
         rule = tuned[c]
-        params = rule.params if rule is not None else mz.EvidenceParams()
-        qvec = index.embeddings[i][None, :].astype(np.float64)
         sims = index.embeddings[:i] @ index.embeddings[i]
-        k = min(params.k, i)
+        k = min(rule.k, i)
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top], kind="stable")]
-        p = index.model_p[i][None, :]
-        prior = estimate = None
-        if rule is not None and params.prior > 0 and rule.response_vecs is not None:
-            prior = mz.response_prior(qvec, rule.response_vecs)
-        if rule is not None and rule.classify is not None:
-            estimate = rule.classify(qvec)
-        final = mz.evidence_posteriors(p, counts, index.model_idx[top][None, :],
-                                       index.user_idx[top][None, :], sims[top][None, :], params,
-                                       prior, bank_estimate=estimate)[0]
+        qvec = index.embeddings[i][None, :].astype(np.float64)
+        final = rule.scores(index.model_p[i][None, :], qvec, counts, index.model_idx[top][None, :],
+                            index.user_idx[top][None, :], sims[top][None, :])[0]
         out.append((m == u, int(np.argmax(final)) == u))
     return out
 

@@ -138,9 +138,9 @@ class SettingsView(QWidget):
         cm_box = QGroupBox("Personalization")
         cm_form = QFormLayout(cm_box)
         self.variant_combo = QComboBox()
-        for variant in ("evidence", "instance", "marginal", "paper", "none"):
+        for variant, label in VARIANT_LABELS.items():
             assert variant in VARIANTS
-            self.variant_combo.addItem(VARIANT_LABELS[variant], variant)
+            self.variant_combo.addItem(label, variant)
         cm_form.addRow("CM variant", self.variant_combo)
         self.strategy_combo = QComboBox()
         for strategy in STRATEGIES:
