@@ -65,16 +65,22 @@ def logreg_predict(bank_vecs, bank_labels, query_vecs, n_classes: int,
 
 
 def logreg_out_of_fold(vecs: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5,
-                       seed: int = 0, c: float = LOGREG_C) -> np.ndarray:
+                       seed: int = 0, c: float = LOGREG_C,
+                       always: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Each rated instance's class probabilities from a classifier trained without it (k-fold
-    cross-fitting): what the bank's classifier would have said had the rating been held out."""
+    cross-fitting): what the bank's classifier would have said had the rating been held out.
+    always: (vecs, labels) in every fold's training set and never held out (the responses' own
+    texts, which the final classifier is trained on too)."""
     n = len(labels)
     out = np.zeros((n, n_classes), dtype=np.float64)
     if n < 2:
         return out
+    extra_x = np.zeros((0, vecs.shape[1])) if always is None else np.asarray(always[0])
+    extra_y = np.zeros(0, dtype=int) if always is None else np.asarray(always[1], dtype=int)
     folds = min(folds, n)
     fold_of = np.random.default_rng(seed).permutation(n) % folds
     for f in range(folds):
         held = fold_of == f
-        out[held] = logreg_proba(vecs[~held], labels[~held], vecs[held], n_classes, c)
+        out[held] = logreg_proba(np.vstack([vecs[~held], extra_x]),
+                                 np.concatenate([labels[~held], extra_y]), vecs[held], n_classes, c)
     return out

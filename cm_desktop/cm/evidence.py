@@ -5,8 +5,10 @@ depend on the bank alone, built once per bank refresh.
   seen);
 - the response-text prior r(y|x): the embedding of each response's own text ("card_arrival" ->
   "card arrival"), so a response nobody has rated yet can still be chosen where x is near it;
-- the bank's classifier b(y|x): logistic regression on the rated instances' embeddings, cross-fitted
-  on the bank for tuning, fitted on the whole bank for a new query.
+- the bank's classifier b(y|x): logistic regression on the rated instances' embeddings, each
+  response's own text added as one example of it (so a response rated rarely or never is still a
+  class, and the text anchors it), cross-fitted on the bank for tuning, fitted on the whole bank
+  for a new query.
 
 `cm curve` measures the same rule (method `cm-evidence`) on simulated users.
 """
@@ -51,13 +53,18 @@ class EvidenceRule:
             if self.response_vecs is None and index.embedder is not None:
                 self.response_vecs = index.embedder.encode([response_text(y)
                                                             for y in index.responses])
+            texts = None
             if self.response_vecs is not None:
                 prior_bank = mz.response_prior(index.embeddings, self.response_vecs)
-            estimate_bank = logreg_out_of_fold(index.embeddings, index.user_idx, r)
+                texts = (self.response_vecs, np.arange(r))
+            estimate_bank = logreg_out_of_fold(index.embeddings, index.user_idx, r, always=texts)
         self.params = tune_evidence(index, counts, index.model_p, prior_bank, estimate_bank,
                                     cancel=cancel).params
         if self.params.bank_weight:
-            self.classify = fit_logreg(index.embeddings, index.user_idx, r)
+            x, y = index.embeddings, index.user_idx
+            if self.response_vecs is not None:
+                x, y = np.vstack([x, self.response_vecs]), np.concatenate([y, np.arange(r)])
+            self.classify = fit_logreg(x, y, r)
 
     @property
     def k(self) -> int:

@@ -46,3 +46,14 @@ def test_out_of_fold_probabilities_never_come_from_a_classifier_that_saw_the_row
     assert (oof[np.arange(10), y] == 0).all()
     with pytest.raises(ValueError):
         baselines.nearest_neighbour_predict(np.zeros((0, 6)), np.zeros(0, dtype=int), x)
+
+
+def test_out_of_fold_keeps_the_always_rows_in_every_fold():
+    # the same rows, each with its own label, given as `always` too: every fold's classifier has
+    # seen a copy of each held-out row, so each row's own label now gets probability
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 6))
+    y = np.arange(10)
+    oof = baselines.logreg_out_of_fold(x, y, n_classes=11, folds=5, always=(x, y))
+    assert (oof[np.arange(10), y] > 0).all()
+    assert (oof[:, 10] == 0).all()

@@ -162,3 +162,21 @@ def test_the_index_reads_the_stored_model_distribution_and_falls_back_to_one_hot
     np.testing.assert_allclose(index.model_p[rows[kept.id]], [0.5, 0.3, 0.2], rtol=1e-6)
     np.testing.assert_array_equal(index.model_p[rows[other.id]], [0.0, 1.0, 0.0])
     np.testing.assert_array_equal(index.model_p[rows[none.id]], [0.0, 0.0, 1.0])
+
+
+def test_the_evidence_rule_classifier_knows_a_response_nobody_rated_from_its_text(rated_bank,
+                                                                                 monkeypatch):
+    from cm_desktop.cm.evidence import EvidenceRule, response_text
+
+    # "timer" is in the response set, never rated: the bank's classifier still has it as a
+    # class, anchored at its own text
+    rated_bank.create_profile("q", RESPONSES + ["timer"])
+    for x, ym, yu in RATED:
+        rated_bank.add_rating("q", x, ym, yu)
+    embedder = HashedNgramEmbedder()
+    index = RatingIndex(rated_bank, "q", embedder)
+    monkeypatch.setitem(ev.EVIDENCE_GRID, "bank_weight", (1.0,))
+    rule = EvidenceRule(index, ev.counts_matrix(index))
+    assert rule.params.bank_weight == 1.0
+    vecs = embedder.encode([response_text("timer"), "play some jazz music"])
+    assert rule.classify(vecs).argmax(axis=1).tolist() == [3, 1]
