@@ -14,6 +14,19 @@ import numpy as np
 LOGREG_C = 10.0   # inverse L2 strength, fixed before any measurement (never tuned on test data)
 
 
+def one_blas_thread():
+    """A context in which numpy's and scikit-learn's BLAS use one thread.
+
+    The bank's matrices are small (ratings x 384), so a second BLAS thread gains little; beside
+    llama.cpp's threads or any other busy process it spins for a core it cannot get. Measured on
+    2 cores at load 6-8: building the evidence rule on 100 banking77 ratings took 18.8-20.1 s
+    with OpenBLAS's 2 threads and 0.8-1.1 s with one (benchmarks/evidence_bench.py).
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def nearest_neighbour_predict(bank_vecs: np.ndarray, bank_labels: np.ndarray,
                               query_vecs: np.ndarray) -> np.ndarray:
     """Label of the most similar bank row for each query (rows L2-normalised: dot = cosine)."""
@@ -40,7 +53,7 @@ def fit_logreg(bank_vecs: np.ndarray, bank_labels: np.ndarray, n_classes: int,
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(C=c, max_iter=2000)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), one_blas_thread():
         # a small bank has nearly as many classes as rows: sklearn then wonders whether y is a
         # regression target; it is not
         warnings.simplefilter("ignore", UserWarning)
@@ -48,7 +61,8 @@ def fit_logreg(bank_vecs: np.ndarray, bank_labels: np.ndarray, n_classes: int,
 
     def proba(query_vecs: np.ndarray) -> np.ndarray:
         out = np.zeros((len(query_vecs), n_classes), dtype=np.float64)
-        out[:, clf.classes_] = clf.predict_proba(np.asarray(query_vecs, dtype=np.float64))
+        with one_blas_thread():
+            out[:, clf.classes_] = clf.predict_proba(np.asarray(query_vecs, dtype=np.float64))
         return out
     return proba
 

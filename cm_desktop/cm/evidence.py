@@ -40,7 +40,7 @@ class EvidenceRule:
     def __init__(self, index: RatingIndex, counts: np.ndarray, *,
                  response_vecs: np.ndarray | None = None, cancel=None) -> None:
         # late imports: evaluate imports the engine, baselines imports scikit-learn
-        from cm_desktop.cm.baselines import fit_logreg, logreg_out_of_fold
+        from cm_desktop.cm.baselines import fit_logreg, logreg_out_of_fold, one_blas_thread
         from cm_desktop.cm.evaluate import MIN_EVIDENCE_TUNING, tune_evidence
 
         self.counts = counts
@@ -58,8 +58,9 @@ class EvidenceRule:
                 prior_bank = mz.response_prior(index.embeddings, self.response_vecs)
                 texts = (self.response_vecs, np.arange(r))
             estimate_bank = logreg_out_of_fold(index.embeddings, index.user_idx, r, always=texts)
-        self.params = tune_evidence(index, counts, index.model_p, prior_bank, estimate_bank,
-                                    cancel=cancel).params
+        with one_blas_thread():     # small matrices: see one_blas_thread
+            self.params = tune_evidence(index, counts, index.model_p, prior_bank, estimate_bank,
+                                        cancel=cancel).params
         if self.params.bank_weight:
             x, y = index.embeddings, index.user_idx
             if self.response_vecs is not None:
