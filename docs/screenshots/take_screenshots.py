@@ -203,9 +203,14 @@ def main() -> int:
     shoot("chat")
 
     window.tabs.setCurrentWidget(window.bank_view)
-    settle(2.0)
+    bank_view = window.bank_view
+    wait(lambda: not bank_view.is_loading() and bank_view.curve_panel.curve is not None)
     shoot("bank")
     window.tabs.setCurrentWidget(window.settings_view)
+    shown_at = time.monotonic()
+    models = window.settings_view.models_panel
+    wait(lambda: models.table.rowCount() >= 1)      # the library is read when first shown
+    print(f"models listed {time.monotonic() - shown_at:.1f} s after the tab was shown", flush=True)
     shoot("settings")
     print(json.dumps({"chosen": reply.trace.chosen, "model": reply.trace.model_response,
                       "rule": reply.trace.rule}), flush=True)
