@@ -37,9 +37,10 @@ def nearest_neighbour_predict(bank_vecs: np.ndarray, bank_labels: np.ndarray,
 
 
 def fit_logreg(bank_vecs: np.ndarray, bank_labels: np.ndarray, n_classes: int,
-               c: float = LOGREG_C):
+               c: float = LOGREG_C, sample_weight: np.ndarray | None = None):
     """A fitted classifier: query vectors -> (n_queries, n_classes) class probabilities, classes
-    never rated at 0. One class in the bank: it gets probability 1 (nothing to separate)."""
+    never rated at 0. One class in the bank: it gets probability 1 (nothing to separate).
+    sample_weight: how many examples each row counts as (None: one each)."""
     labels = np.asarray(bank_labels, dtype=int)
     classes = np.unique(labels)
     if len(classes) == 1:
@@ -57,7 +58,7 @@ def fit_logreg(bank_vecs: np.ndarray, bank_labels: np.ndarray, n_classes: int,
         # a small bank has nearly as many classes as rows: sklearn then wonders whether y is a
         # regression target; it is not
         warnings.simplefilter("ignore", UserWarning)
-        clf.fit(np.asarray(bank_vecs, dtype=np.float64), labels)
+        clf.fit(np.asarray(bank_vecs, dtype=np.float64), labels, sample_weight=sample_weight)
 
     def proba(query_vecs: np.ndarray) -> np.ndarray:
         out = np.zeros((len(query_vecs), n_classes), dtype=np.float64)
@@ -68,9 +69,10 @@ def fit_logreg(bank_vecs: np.ndarray, bank_labels: np.ndarray, n_classes: int,
 
 
 def logreg_proba(bank_vecs: np.ndarray, bank_labels: np.ndarray, query_vecs: np.ndarray,
-                 n_classes: int, c: float = LOGREG_C) -> np.ndarray:
+                 n_classes: int, c: float = LOGREG_C,
+                 sample_weight: np.ndarray | None = None) -> np.ndarray:
     """(n_queries, n_classes) class probabilities from a classifier fitted on the bank."""
-    return fit_logreg(bank_vecs, bank_labels, n_classes, c)(query_vecs)
+    return fit_logreg(bank_vecs, bank_labels, n_classes, c, sample_weight)(query_vecs)
 
 
 def logreg_predict(bank_vecs, bank_labels, query_vecs, n_classes: int,
@@ -80,21 +82,24 @@ def logreg_predict(bank_vecs, bank_labels, query_vecs, n_classes: int,
 
 def logreg_out_of_fold(vecs: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5,
                        seed: int = 0, c: float = LOGREG_C,
-                       always: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                       always: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
     """Each rated instance's class probabilities from a classifier trained without it (k-fold
     cross-fitting): what the bank's classifier would have said had the rating been held out.
-    always: (vecs, labels) in every fold's training set and never held out (the responses' own
-    texts, which the final classifier is trained on too)."""
+    always: (vecs, labels, weight) in every fold's training set, each row counting as `weight`
+    examples, and never held out (the responses' own texts, which the final classifier is
+    trained on too)."""
     n = len(labels)
     out = np.zeros((n, n_classes), dtype=np.float64)
     if n < 2:
         return out
-    extra_x = np.zeros((0, vecs.shape[1])) if always is None else np.asarray(always[0])
-    extra_y = np.zeros(0, dtype=int) if always is None else np.asarray(always[1], dtype=int)
+    extra_x, extra_y, extra_w = (np.zeros((0, vecs.shape[1])), np.zeros(0, dtype=int), 1.0) \
+        if always is None else always
     folds = min(folds, n)
     fold_of = np.random.default_rng(seed).permutation(n) % folds
     for f in range(folds):
         held = fold_of == f
+        weight = np.concatenate([np.ones(int((~held).sum())), np.full(len(extra_y), extra_w)])
         out[held] = logreg_proba(np.vstack([vecs[~held], extra_x]),
-                                 np.concatenate([labels[~held], extra_y]), vecs[held], n_classes, c)
+                                 np.concatenate([labels[~held], extra_y]), vecs[held], n_classes, c,
+                                 weight)
     return out

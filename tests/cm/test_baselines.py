@@ -54,6 +54,9 @@ def test_out_of_fold_keeps_the_always_rows_in_every_fold():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(10, 6))
     y = np.arange(10)
-    oof = baselines.logreg_out_of_fold(x, y, n_classes=11, folds=5, always=(x, y))
+    oof = baselines.logreg_out_of_fold(x, y, n_classes=11, folds=5, always=(x, y, 1.0))
     assert (oof[np.arange(10), y] > 0).all()
     assert (oof[:, 10] == 0).all()
+    # each copy counting as 3 examples: the copy's label weighs more
+    heavier = baselines.logreg_out_of_fold(x, y, n_classes=11, folds=5, always=(x, y, 3.0))
+    assert (heavier[np.arange(10), y] > oof[np.arange(10), y]).all()
