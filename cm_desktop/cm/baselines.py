@@ -36,11 +36,23 @@ def nearest_neighbour_predict(bank_vecs: np.ndarray, bank_labels: np.ndarray,
     return np.asarray(bank_labels)[sims.argmax(axis=1)]
 
 
+# (vecs, labels, weight): rows a classifier trains on besides the bank's, each `weight` examples
+Always = tuple[np.ndarray, np.ndarray, float]
+
+
 def fit_logreg(bank_vecs: np.ndarray, bank_labels: np.ndarray, n_classes: int,
-               c: float = LOGREG_C, sample_weight: np.ndarray | None = None):
+               c: float = LOGREG_C, always: Always | None = None):
     """A fitted classifier: query vectors -> (n_queries, n_classes) class probabilities, classes
     never rated at 0. One class in the bank: it gets probability 1 (nothing to separate).
-    sample_weight: how many examples each row counts as (None: one each)."""
+    always: (vecs, labels, weight) trained on too, each row counting as `weight` examples (the
+    responses' own texts)."""
+    sample_weight = None
+    if always is not None:
+        extra_vecs, extra_labels, weight = always
+        sample_weight = np.concatenate([np.ones(len(bank_labels)),
+                                        np.full(len(extra_labels), float(weight))])
+        bank_vecs = np.vstack([bank_vecs, extra_vecs])
+        bank_labels = np.concatenate([bank_labels, extra_labels])
     labels = np.asarray(bank_labels, dtype=int)
     classes = np.unique(labels)
     if len(classes) == 1:
@@ -69,10 +81,9 @@ def fit_logreg(bank_vecs: np.ndarray, bank_labels: np.ndarray, n_classes: int,
 
 
 def logreg_proba(bank_vecs: np.ndarray, bank_labels: np.ndarray, query_vecs: np.ndarray,
-                 n_classes: int, c: float = LOGREG_C,
-                 sample_weight: np.ndarray | None = None) -> np.ndarray:
+                 n_classes: int, c: float = LOGREG_C, always: Always | None = None) -> np.ndarray:
     """(n_queries, n_classes) class probabilities from a classifier fitted on the bank."""
-    return fit_logreg(bank_vecs, bank_labels, n_classes, c, sample_weight)(query_vecs)
+    return fit_logreg(bank_vecs, bank_labels, n_classes, c, always)(query_vecs)
 
 
 def logreg_predict(bank_vecs, bank_labels, query_vecs, n_classes: int,
@@ -82,24 +93,17 @@ def logreg_predict(bank_vecs, bank_labels, query_vecs, n_classes: int,
 
 def logreg_out_of_fold(vecs: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5,
                        seed: int = 0, c: float = LOGREG_C,
-                       always: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
+                       always: Always | None = None) -> np.ndarray:
     """Each rated instance's class probabilities from a classifier trained without it (k-fold
     cross-fitting): what the bank's classifier would have said had the rating been held out.
-    always: (vecs, labels, weight) in every fold's training set, each row counting as `weight`
-    examples, and never held out (the responses' own texts, which the final classifier is
-    trained on too)."""
+    always: as in `fit_logreg`, in every fold's training set and never held out."""
     n = len(labels)
     out = np.zeros((n, n_classes), dtype=np.float64)
     if n < 2:
         return out
-    extra_x, extra_y, extra_w = (np.zeros((0, vecs.shape[1])), np.zeros(0, dtype=int), 1.0) \
-        if always is None else always
     folds = min(folds, n)
     fold_of = np.random.default_rng(seed).permutation(n) % folds
     for f in range(folds):
         held = fold_of == f
-        weight = np.concatenate([np.ones(int((~held).sum())), np.full(len(extra_y), extra_w)])
-        out[held] = logreg_proba(np.vstack([vecs[~held], extra_x]),
-                                 np.concatenate([labels[~held], extra_y]), vecs[held], n_classes, c,
-                                 weight)
+        out[held] = logreg_proba(vecs[~held], labels[~held], vecs[held], n_classes, c, always)
     return out

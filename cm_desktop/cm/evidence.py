@@ -7,8 +7,8 @@ depend on the bank alone, built once per bank refresh.
   "card arrival"), so a response nobody has rated yet can still be chosen where x is near it;
 - the bank's classifier b(y|x): logistic regression on the rated instances' embeddings, each
   response's own text added as TEXT_WEIGHT examples of it (so a response rated rarely or never is
-  still a class, and the text anchors it), cross-fitted on the bank for tuning, fitted on the whole bank
-  for a new query.
+  still a class, and the text anchors it), cross-fitted on the bank for tuning, fitted on the
+  whole bank for a new query.
 
 `cm curve` measures the same rule (method `cm-evidence`) on simulated users.
 """
@@ -54,12 +54,11 @@ class EvidenceRule:
         self.response_vecs = response_vecs
         self.classify: Callable[[np.ndarray], np.ndarray] | None = None
         r = len(index.responses)
-        prior_bank = estimate_bank = None
+        prior_bank = estimate_bank = texts = None
         if len(index) >= MIN_EVIDENCE_TUNING:
             if self.response_vecs is None and index.embedder is not None:
                 self.response_vecs = index.embedder.encode([response_text(y)
                                                             for y in index.responses])
-            texts = None
             if self.response_vecs is not None:
                 prior_bank = mz.response_prior(index.embeddings, self.response_vecs)
                 texts = (self.response_vecs, np.arange(r), TEXT_WEIGHT)
@@ -68,11 +67,7 @@ class EvidenceRule:
             self.params = tune_evidence(index, counts, index.model_p, prior_bank, estimate_bank,
                                         cancel=cancel).params
         if self.params.bank_weight:
-            x, y, w = index.embeddings, index.user_idx, np.ones(len(index))
-            if self.response_vecs is not None:
-                x, y = np.vstack([x, self.response_vecs]), np.concatenate([y, np.arange(r)])
-                w = np.concatenate([w, np.full(r, TEXT_WEIGHT)])
-            self.classify = fit_logreg(x, y, r, sample_weight=w)
+            self.classify = fit_logreg(index.embeddings, index.user_idx, r, always=texts)
 
     @property
     def k(self) -> int:
