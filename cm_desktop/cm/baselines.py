@@ -37,11 +37,11 @@ def nearest_neighbour_predict(bank_vecs: np.ndarray, bank_labels: np.ndarray,
 
 
 # (vecs, labels, weight): rows a classifier trains on besides the bank's, each `weight` examples
-Always = tuple[np.ndarray, np.ndarray, float]
+ExtraRows = tuple[np.ndarray, np.ndarray, float]
 
 
 def fit_logreg(bank_vecs: np.ndarray, bank_labels: np.ndarray, n_classes: int,
-               c: float = LOGREG_C, always: Always | None = None):
+               c: float = LOGREG_C, always: ExtraRows | None = None):
     """A fitted classifier: query vectors -> (n_queries, n_classes) class probabilities, classes
     never rated at 0. One class in the bank: it gets probability 1 (nothing to separate).
     always: (vecs, labels, weight) trained on too, each row counting as `weight` examples (the
@@ -81,7 +81,8 @@ def fit_logreg(bank_vecs: np.ndarray, bank_labels: np.ndarray, n_classes: int,
 
 
 def logreg_proba(bank_vecs: np.ndarray, bank_labels: np.ndarray, query_vecs: np.ndarray,
-                 n_classes: int, c: float = LOGREG_C, always: Always | None = None) -> np.ndarray:
+                 n_classes: int, c: float = LOGREG_C,
+                 always: ExtraRows | None = None) -> np.ndarray:
     """(n_queries, n_classes) class probabilities from a classifier fitted on the bank."""
     return fit_logreg(bank_vecs, bank_labels, n_classes, c, always)(query_vecs)
 
@@ -93,7 +94,7 @@ def logreg_predict(bank_vecs, bank_labels, query_vecs, n_classes: int,
 
 def logreg_out_of_fold(vecs: np.ndarray, labels: np.ndarray, n_classes: int, folds: int = 5,
                        seed: int = 0, c: float = LOGREG_C,
-                       always: Always | None = None) -> np.ndarray:
+                       always: ExtraRows | None = None) -> np.ndarray:
     """Each rated instance's class probabilities from a classifier trained without it (k-fold
     cross-fitting): what the bank's classifier would have said had the rating been held out.
     always: as in `fit_logreg`, in every fold's training set and never held out."""
