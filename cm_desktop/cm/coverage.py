@@ -14,6 +14,11 @@ import numpy as np
 
 from cm_desktop.cm import marginalize as mz
 
+# The nearest-rated vote's k and temperature, fixed rather than tuned on the bank: the Rate view's
+# queue (`CMEngine.coverage_need`) and the simulated one (`cm curve --orders coverage`) then rank
+# queries alike, and the queue costs no tuning after a rating.
+QUEUE_PARAMS = mz.CMParams()
+
 
 def coverage_need(candidate_counts: Sequence[int] | None, vote: np.ndarray | None,
                   nearest_similarity: float | None) -> float:

@@ -104,7 +104,7 @@ def rating_orders(data: CurveInputs, orders: Sequence[str], size: int, seed: int
             first = int(np.random.default_rng(seed).integers(n))
             sims = data.e_pool @ data.e_pool.T
             out[name] = coverage.coverage_order(sims, data.pool_users, data.pool_model,
-                                                len(data.responses), size, mz.CMParams(),
+                                                len(data.responses), size, coverage.QUEUE_PARAMS,
                                                 window=window, first=first)
         else:
             raise ValueError(f"unknown order {name!r}; choose from {', '.join(ORDERS)}")

@@ -123,7 +123,7 @@ class CMEngine:
     def refresh(self) -> None:
         """Re-read the bank (after new ratings): counts, the rating index, tuned parameters."""
         # evaluate imports engine: late import
-        from cm_desktop.cm.evaluate import counts_matrix, tune_params
+        from cm_desktop.cm.evaluate import counts_matrix
 
         # One read of the ratings serves the neighbours and the counts (the bank keeps counts
         # equal to a GROUP BY over ratings, so they are derived here rather than read twice).
@@ -137,12 +137,22 @@ class CMEngine:
         self.counts = counts_matrix(self.index)
         self._qvecs: dict[str, np.ndarray] = {}
         self._evidence = None       # built on first use: it tunes and fits on the bank
-        if self._fixed_params is not None:
-            self.params = self._fixed_params
-        elif self._tune and len(self.index) >= 5:
-            self.params = tune_params(self.index, self.counts).params
-        else:
-            self.params = mz.CMParams()
+        self._params: mz.CMParams | None = None     # likewise (the evidence rule has its own)
+
+    @property
+    def params(self) -> mz.CMParams:
+        """The instance rule's parameters (and the marginal rule's alpha, the CoT/FoT examples'
+        count), tuned on the bank as it is now on first use after a refresh."""
+        if self._params is None:
+            from cm_desktop.cm.evaluate import tune_params
+
+            if self._fixed_params is not None:
+                self._params = self._fixed_params
+            elif self._tune and len(self.index) >= 5:
+                self._params = tune_params(self.index, self.counts).params
+            else:
+                self._params = mz.CMParams()
+        return self._params
 
     def evidence_rule(self, cancel=None):
         """The evidence rule tuned on the bank as it is now (built once per refresh)."""
@@ -213,8 +223,8 @@ class CMEngine:
         # instance rule looks its neighbours up in apply_memory, so vanilla alone costs one pass.
         needs_vec = len(self.index) > 0 and strategy in ("cot", "fot", "consistent")
         qvec = self.query_vector(x) if needs_vec else None
-        k = max(self.params.k, st.FOT_EXAMPLES)
-        neighbours = self.index.nearest(qvec, k) if needs_vec else []
+        neighbours = (self.index.nearest(qvec, max(self.params.k, st.FOT_EXAMPLES)) if needs_vec
+                      else [])
         examples = [(self.index.instances[nb.index], self.responses[self.index.user_idx[nb.index]])
                     for nb in neighbours]
         shared = {} if shared is None else shared
@@ -262,7 +272,7 @@ class CMEngine:
                      or len(outcome.neighbours) < min(rule_k, len(self.index)))):
             if outcome.query_vec is None:
                 outcome.query_vec = self.query_vector(outcome.query)  # once per outcome
-            outcome.neighbours = self.index.nearest(outcome.query_vec, max(rule_k, self.params.k))
+            outcome.neighbours = self.index.nearest(outcome.query_vec, rule_k)
         shown = (outcome.neighbours or [])[:rule_k]
         y_model = self.responses[outcome.model_index]
         passes = outcome.passes
@@ -355,7 +365,7 @@ class CMEngine:
             text, cands = str(x_or_trace), None
         if len(self.index) == 0:
             return coverage.coverage_need(cands, None, None)
-        nbs = self.index.nearest(self.query_vector(text), self.params.k)
-        w = mz.kernel_weights(np.array([nb.similarity for nb in nbs]), self.params.tau)
+        nbs = self.index.nearest(self.query_vector(text), coverage.QUEUE_PARAMS.k)
+        w = mz.kernel_weights(np.array([nb.similarity for nb in nbs]), coverage.QUEUE_PARAMS.tau)
         v = mz.instance_vote(self.index.user_idx[[nb.index for nb in nbs]], w, len(self.responses))
         return coverage.coverage_need(cands, v, nbs[0].similarity)

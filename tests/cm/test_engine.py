@@ -117,6 +117,38 @@ def test_the_response_texts_are_embedded_once_per_engine_not_after_every_rating(
     assert embedder.texts - before == len(RESPONSES) + 1
 
 
+def test_the_instance_rule_is_tuned_only_when_a_rule_needs_it(llama_backend, profile_bank,
+                                                              monkeypatch):
+    # the evidence rule tunes its own parameters and the Rate view's queue uses fixed ones, so a
+    # bank change costs no instance-rule tuning until the instance rule itself answers
+    from cm_desktop.cm import evaluate
+
+    from cm_desktop.cm import coverage
+
+    tunings = []
+    tune = evaluate.tune_params
+    monkeypatch.setattr(evaluate, "tune_params",
+                        lambda *a, **kw: tunings.append(1) or tune(*a, **kw))
+    for i in range(6):
+        profile_bank.add_rating("p", f"play song number {i}", "alarm", "music")
+    engine = _engine(llama_backend, profile_bank, variant="evidence")
+    engine.decide(QUERY)
+    # the queue's need is the simulated queue's (`cm curve --orders coverage`), same parameters
+    sims = engine.index.embeddings @ engine.query_vector("play song number 9")
+    simulated = coverage.coverage_needs(sims[None, :], engine.index.user_idx, engine.counts, None,
+                                        coverage.QUEUE_PARAMS)[0]
+    assert engine.coverage_need("play song number 9") == pytest.approx(simulated)
+    assert tunings == []
+    outcome = engine.model_pass(QUERY)
+    engine.apply_memory(outcome, "instance")
+    engine.apply_memory(outcome, "instance")
+    assert tunings == [1]                          # once per bank state
+    profile_bank.add_rating("p", "will it rain on sunday", "alarm", "weather")
+    engine.refresh()
+    engine.decide(QUERY)
+    assert tunings == [1]
+
+
 def test_the_evidence_rule_follows_a_rating_of_this_query_and_not_a_far_one(llama_backend,
                                                                              profile_bank):
     # the failure it exists for: with a thin bank the instance rule lets one unrelated rated query
