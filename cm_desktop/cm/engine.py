@@ -121,7 +121,8 @@ class CMEngine:
 
     # ---- bank state -------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Re-read the bank (after new ratings): counts, the rating index, tuned parameters."""
+        """Re-read the bank (after new ratings): counts and the rating index; each rule tunes its
+        parameters on the new bank when it is first used."""
         # evaluate imports engine: late import
         from cm_desktop.cm.evaluate import counts_matrix
 

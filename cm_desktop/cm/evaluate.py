@@ -1,8 +1,8 @@
 """The paper's tables, and what can be measured on the bank alone.
 
 - `tune_params`: choose alpha, beta, tau, k, gamma by leave-one-out over the rated instances,
-  using each rating's stored y' as a one-hot p (no model pass, numpy only, so it runs on every
-  bank refresh). Test data is never seen.
+  using each rating's stored y' as a one-hot p (no model pass, numpy only, so the engine can
+  run it after any bank change, when the instance rule is next used). Test data is never seen.
 - `leave_one_out_agreement`: the Bank view's figure: on the user's own ratings held out one at a
   time, how often the raw model and how often CM give the user's answer.
 - `evaluate`: held-out queries x strategies x memory variants + the 1-NN baseline; one scoring pass
