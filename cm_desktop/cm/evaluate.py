@@ -154,15 +154,15 @@ class EvidenceTuneResult:
     n: int
 
 
-def tune_evidence(index: RatingIndex, counts: np.ndarray, p_bank: np.ndarray | None = None,
-                  prior_bank: np.ndarray | None = None, estimate_bank: np.ndarray | None = None,
-                  grid: dict | None = None, cancel=None) -> EvidenceTuneResult:
+def tune_evidence(index: RatingIndex, counts: np.ndarray, prior_bank: np.ndarray | None = None,
+                  estimate_bank: np.ndarray | None = None, grid: dict | None = None,
+                  cancel=None) -> EvidenceTuneResult:
     """The evidence rule's parameters by leave-one-out over the ratings (test data never seen):
     the grid point with the best held-out accuracy, or with fewer ratings than responses the best
     held-out log-likelihood (first one on ties).
 
-    p_bank: the model's distribution for each rated instance where it is known; else one-hot y'
-    (what the bank stores). prior_bank: response_prior rows for the rated instances (None: the
+    The model's distribution for each rated instance is the index's `model_p` (stored with the
+    rating, else one-hot y'). prior_bank: response_prior rows for the rated instances (None: the
     prior stays off). estimate_bank: the bank classifier's b(y|x) for each rated instance from a
     classifier that did not see it (cross-fitted; None: that term stays off).
     """
@@ -181,11 +181,7 @@ def tune_evidence(index: RatingIndex, counts: np.ndarray, p_bank: np.ndarray | N
     rows = _loo_rows(index)
     nb_idx, nb_sims = _loo_neighbours(index, max(grid["k"]), rows)
     m_idx, u = index.model_idx[rows], index.user_idx[rows]
-    if p_bank is None:
-        p = np.zeros((len(rows), r))
-        p[np.arange(len(rows)), m_idx] = 1.0
-    else:
-        p = np.asarray(p_bank, dtype=np.float64)[rows]
+    p = index.model_p[rows]
     prior = None if prior_bank is None else np.asarray(prior_bank)[rows]
     estimate = None if estimate_bank is None else np.asarray(estimate_bank)[rows]
     priors = grid["prior"] if prior is not None else (0.0,)

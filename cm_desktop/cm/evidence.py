@@ -67,7 +67,7 @@ class EvidenceRule:
                 texts = (self.response_vecs, np.arange(r), TEXT_WEIGHT)
             estimate_bank = logreg_out_of_fold(index.embeddings, index.user_idx, r, always=texts)
         with one_blas_thread():     # small matrices: see one_blas_thread
-            self.params = tune_evidence(index, counts, index.model_p, prior_bank, estimate_bank,
+            self.params = tune_evidence(index, counts, prior_bank, estimate_bank,
                                         cancel=cancel).params
         if self.params.bank_weight:
             self.classify = fit_logreg(index.embeddings, index.user_idx, r, always=texts)
