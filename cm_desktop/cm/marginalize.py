@@ -191,7 +191,8 @@ def majority_vote(choices: Sequence[int], distributions: Sequence[np.ndarray]) -
 # In CM's terms the transition itself depends on x: T_x(y|y') proportional to
 # strength * T(y|y') + sum_i kappa_i [y_i = y] + bank_weight * b(y|x), so that
 # sum_y' p(y'|x) T_x(y|y') is the rule below (b: the bank's own estimate of what the user means
-# at x, a linear classifier on the rated instances' embeddings, where one is given).
+# at x, a linear classifier on the rated instances' embeddings, and optionally on the model's own
+# distribution there, where one is given).
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,9 @@ class EvidenceParams:
     alpha: Dirichlet prior toward the identity in the transition.
     prior: share of the model distribution replaced by the similarity of x to each response's own
     text (a prior for responses nobody has rated yet; 0 = off).
-    bank_weight: how many ratings the bank's classifier estimate b(y|x) is worth (0 = off)."""
+    bank_weight: how many ratings the bank's classifier estimate b(y|x) is worth (0 = off).
+    model_features: the weight of the model's distribution among that classifier's features
+    (`evidence.model_features`; 0 = the embedding alone)."""
 
     strength: float = 0.3
     tau: float = 0.1
@@ -211,6 +214,7 @@ class EvidenceParams:
     alpha: float = 1.0
     prior: float = 0.0
     bank_weight: float = 0.0
+    model_features: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)

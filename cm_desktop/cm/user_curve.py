@@ -33,7 +33,9 @@ from bank_store.rate_state import CurveRow
 from cm_desktop.cancel import check
 from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, normalise_text
 
-RULE_VERSION = "prequential-evidence-v1"
+# A new version when the rule's decisions change, so that rows cached by the old rule are
+# computed again (v2: the bank classifier's model features, `evidence.MODEL_FEATURE_WEIGHT`).
+RULE_VERSION = "prequential-evidence-v2"
 FIRST_TUNE = 5          # the engine tunes from 5 ratings on (CMEngine.refresh)
 WINDOW = 25             # the plot's trailing window, in the user's ratings
 FLAT_SPAN = 50          # "your last 50 ratings changed little"
