@@ -2,15 +2,16 @@
 
 from .conversations import (Conversation, ConversationNotFoundError, ConversationSummary,
                             Message, conversation_markdown)
-from .errors import (BankDamagedError, BankError, BankFileError, ProfileExistsError,
-                     ProfileNotFoundError, RatingNotFoundError, ResponseSetMismatchError)
+from .errors import (BankDamagedError, BankError, BankFileError, DistributionError,
+                     ProfileExistsError, ProfileNotFoundError, RatingNotFoundError,
+                     ResponseSetMismatchError)
 from .records import (SOURCES, Profile, Rating, TransitionMatrix, normalise_response,
                       rating_id, utc_now)
 from .store import DiscrepancyBank
 
 __all__ = [
     "BankDamagedError", "BankError", "BankFileError", "Conversation", "ConversationNotFoundError",
-    "ConversationSummary", "DiscrepancyBank", "Message", "Profile", "ProfileExistsError",
+    "ConversationSummary", "DiscrepancyBank", "DistributionError", "Message", "Profile", "ProfileExistsError",
     "ProfileNotFoundError", "Rating", "RatingNotFoundError", "ResponseSetMismatchError",
     "SOURCES", "TransitionMatrix", "conversation_markdown", "normalise_response", "rating_id",
     "utc_now",

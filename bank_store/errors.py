@@ -22,6 +22,10 @@ class RatingNotFoundError(BankError):
     pass
 
 
+class DistributionError(BankError):
+    """A model distribution that does not fit the profile's response set (or is not one)."""
+
+
 class ResponseSetMismatchError(BankError):
     """An import whose response set differs from the profile's, with no explicit choice made."""
 

@@ -24,9 +24,10 @@ from .gc_pause import gc_paused
 from .errors import BankError, ProfileExistsError, ProfileNotFoundError, RatingNotFoundError
 from .guidance import GuidanceMixin
 from .rate_state import RateStateMixin
+from .vectors import DISTRIBUTION_COLUMNS, VectorsMixin
 from .records import (SOURCES, Profile, Rating, RatingFieldError, TransitionMatrix,
                       check_profile_name, check_text, make_rating, normalise_response,
-                      response_index, responses_digest, utc_now, utc_stamps, validate_responses)
+                      response_index, utc_now, utc_stamps, validate_responses)
 
 _RATING_COLUMNS = (
     "id, instance, model_response, user_response, source, strategy, fingerprint, created"
@@ -35,7 +36,8 @@ _PROFILE_COLUMNS = "id, name, responses, description, fingerprint, created, upda
 MAX_UNDO = 2 ** 62  # more than any bank holds; bigger counts would overflow SQLite's integers
 
 
-class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateStateMixin):
+class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateStateMixin,
+                      VectorsMixin):
     """The user's discrepancy memory bank; see docs/ARCHITECTURE.md for the contract.
 
     DiscrepancyBank(path, backup_dir=None, check=True): see BankConnection."""
@@ -114,9 +116,13 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateSta
 
     def add_rating(self, profile: str, instance: str, model_response: str, user_response: str,
                    *, source: str = "rated", strategy: str | None = None,
-                   fingerprint: str | None = None, created: str | None = None) -> Rating:
+                   fingerprint: str | None = None, created: str | None = None,
+                   model_distribution: Any = None) -> Rating:
         """Record one rating; responses matching a member of R (case/whitespace) are stored as
-        that member. Adding the very same rating (same id) twice stores it once."""
+        that member. Adding the very same rating (same id) twice stores it once.
+        model_distribution: the model's p(y'|x) over the profile's responses (in their order)
+        when it gave model_response, stored with the rating in the same transaction; one that
+        does not fit the response set raises DistributionError and nothing is written."""
         with self._txn(write=True) as conn:
             p = self._get_profile(conn, profile)
             try:
@@ -126,7 +132,10 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateSta
                                  "created": created}, members=self._members(p))
             except RatingFieldError as e:
                 raise BankError(str(e)) from None
+            blobs = ([] if model_distribution is None
+                     else [self._distribution_row(p, r.id, model_distribution)])
             self._insert(conn, p, [r])
+            self._update_ratings(conn, p, DISTRIBUTION_COLUMNS, blobs)
             return r
 
     @staticmethod
@@ -172,23 +181,27 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateSta
         their id must match their content. Dicts without an id are fresh ratings (as add_rating).
         """
         items = list(ratings)
-        stamps = utc_stamps(len(items))  # one clock read for the fresh ones among them
         with gc_paused(), self._txn(write=True) as conn:
             p = self._get_profile(conn, profile)
-            members = self._members(p)
-            checked: list[Rating] = []
-            for i, item in enumerate(items):
-                try:
-                    if isinstance(item, Rating):
-                        checked.append(make_rating(item._asdict(), fresh=False, unicode=False))
-                    elif isinstance(item, dict):
-                        checked.append(make_rating(item, members=members, fresh="id" not in item,
-                                                   unicode=False, now=stamps[i]))
-                    else:
-                        raise BankError(f"expected a Rating or a dict, not {type(item).__name__}")
-                except BankError as e:
-                    raise BankError(f"rating {i}: {e}") from None
-            return self._insert(conn, p, checked)
+            return self._insert(conn, p, self._checked(p, items))
+
+    def _checked(self, p: Profile, items: Sequence[Rating | dict]) -> list[Rating]:
+        """add_ratings' items as Ratings, each checked (BankError naming the first bad one)."""
+        stamps = utc_stamps(len(items))  # one clock read for the fresh ones among them
+        members = self._members(p)
+        checked: list[Rating] = []
+        for i, item in enumerate(items):
+            try:
+                if isinstance(item, Rating):
+                    checked.append(make_rating(item._asdict(), fresh=False, unicode=False))
+                elif isinstance(item, dict):
+                    checked.append(make_rating(item, members=members, fresh="id" not in item,
+                                               unicode=False, now=stamps[i]))
+                else:
+                    raise BankError(f"expected a Rating or a dict, not {type(item).__name__}")
+            except BankError as e:
+                raise BankError(f"rating {i}: {e}") from None
+        return checked
 
     def _add_parsed_ratings(self, profile: str, ratings: Sequence[Rating]) -> int:
         """add_ratings for ratings read_bank_file built and checked (ids computed from their
@@ -264,9 +277,18 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateSta
             conn.execute("DELETE FROM counts WHERE profile_id = ?", (p.id,))
             return conn.execute("DELETE FROM ratings WHERE profile_id = ?", (p.id,)).rowcount
 
-    def restore_ratings(self, profile: str, ratings: list[Rating]) -> int:
-        """Put removed ratings back (same ids); returns how many were added."""
-        return self.add_ratings(profile, ratings)
+    def restore_ratings(self, profile: str, ratings: list[Rating],
+                        model_distributions: dict[str, Any] | None = None) -> int:
+        """Put removed ratings back (same ids), with the model's distributions by rating id as
+        add_rating stores them, in one transaction; returns how many were added."""
+        with gc_paused(), self._txn(write=True) as conn:
+            p = self._get_profile(conn, profile)
+            checked = self._checked(p, ratings)
+            blobs = [self._distribution_row(p, rid, vec)
+                     for rid, vec in (model_distributions or {}).items()]
+            added = self._insert(conn, p, checked)
+            self._update_ratings(conn, p, DISTRIBUTION_COLUMNS, blobs)
+            return added
 
     # ---- discrepancies ------------------------------------------------------------------------
 
@@ -307,85 +329,6 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateSta
             else:
                 raw_counts[raw_index[a], index[b]] = n
         return TransitionMatrix(list(p.responses), counts, raw, raw_counts, unmatched)
-
-    # ---- embeddings cache -----------------------------------------------------------------------
-
-    def set_embeddings(self, profile: str, vectors: dict[str, np.ndarray], model: str) -> int:
-        """Store float32 embeddings by rating id; ids no longer present are skipped.
-        Returns how many ratings were updated."""
-        check_text(model, "embedding model")
-        blobs = []
-        dim = None
-        for rid, vec in vectors.items():
-            arr = np.asarray(vec, dtype=np.float32)
-            if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
-                raise BankError(f"embedding for rating {rid!r} must be a finite 1-D vector")
-            if dim is not None and arr.size != dim:
-                raise BankError(f"embedding for rating {rid!r} has {arr.size} values, "
-                                f"the others {dim}")
-            dim = arr.size
-            blobs.append((arr.tobytes(), model, rid))
-        with self._txn(write=True) as conn:
-            p = self._get_profile(conn, profile)
-            before = conn.total_changes
-            conn.executemany("UPDATE ratings SET embedding = ?, embedding_model = ?"
-                             f" WHERE profile_id = {int(p.id)} AND id = ?", blobs)
-            return conn.total_changes - before
-
-    def embeddings(self, profile: str, model: str) -> tuple[list[str], np.ndarray]:
-        with self._txn(write=False) as conn:
-            p = self._get_profile(conn, profile)
-            rows = conn.execute("SELECT id, embedding FROM ratings WHERE profile_id = ? AND"
-                                " embedding_model = ? AND embedding IS NOT NULL ORDER BY seq",
-                                (p.id, model)).fetchall()
-        if not rows:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        sizes = {len(blob) for _, blob in rows}
-        if len(sizes) != 1:
-            raise BankError(f"stored embeddings for model {model!r} differ in size; "
-                            "recompute them")
-        matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
-        return [rid for rid, _ in rows], matrix.reshape(len(rows), -1).copy()
-
-    # ---- the model's distributions (what it believed when a rating was made) -----------------
-
-    def set_model_distributions(self, profile: str, vectors: dict[str, Any]) -> int:
-        """Store p(y'|x) by rating id, one value per response of the profile's current set, in its
-        order (float32); ids no longer present are skipped. Returns how many were updated."""
-        blobs = []
-        with self._txn(write=True) as conn:
-            p = self._get_profile(conn, profile)
-            key = responses_digest(p.responses)
-            for rid, vec in vectors.items():
-                try:
-                    arr = np.asarray(vec, dtype=np.float32)
-                except (TypeError, ValueError):
-                    raise BankError(f"model distribution for rating {rid!r} must be "
-                                    "numbers") from None
-                if (arr.ndim != 1 or arr.size != len(p.responses) or not np.all(np.isfinite(arr))
-                        or np.any(arr < 0) or not arr.sum() > 0):
-                    raise BankError(f"model distribution for rating {rid!r} must be "
-                                    f"{len(p.responses)} finite non-negative numbers, not all 0")
-                blobs.append((arr.tobytes(), key, str(rid)))
-            before = conn.total_changes
-            conn.executemany("UPDATE ratings SET model_distribution = ?, model_distribution_key = ?"
-                             f" WHERE profile_id = {int(p.id)} AND id = ?", blobs)
-            return conn.total_changes - before
-
-    def model_distributions(self, profile: str) -> tuple[list[str], np.ndarray]:
-        """(rating ids, (n, |R|) float32) for the ratings whose stored distribution was made over
-        the profile's current response set, oldest first."""
-        with self._txn(write=False) as conn:
-            p = self._get_profile(conn, profile)
-            rows = conn.execute("SELECT id, model_distribution FROM ratings WHERE profile_id = ?"
-                                " AND model_distribution_key = ? ORDER BY seq",
-                                (p.id, responses_digest(p.responses))).fetchall()
-        r = len(p.responses)
-        rows = [(rid, blob) for rid, blob in rows if len(blob) == 4 * r]
-        if not rows:
-            return [], np.zeros((0, r), dtype=np.float32)
-        matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32)
-        return [rid for rid, _ in rows], matrix.reshape(len(rows), r).copy()
 
     # ---- summaries and backups ----------------------------------------------------------------
 

@@ -68,12 +68,10 @@ def estimate_bank(backend, bank, dataset: str | Path, proportion: float, seed: i
     for i, rec in enumerate(todo):
         check(cancel)
         trace = engine.propose(rec["input"], cancel)
-        rating = bank.add_rating(profile, rec["input"], trace.model_response, rec["label"],
-                                 source="estimated", strategy=strategy,
-                                 fingerprint=backend.fingerprint)
-        # what the model believed, for the evidence rule's tuning (an interrupted run keeps the
-        # rating with y' alone)
-        bank.set_model_distributions(profile, {rating.id: trace.model_p})
+        # with what the model believed, for the evidence rule's tuning
+        bank.add_rating(profile, rec["input"], trace.model_response, rec["label"],
+                        source="estimated", strategy=strategy, fingerprint=backend.fingerprint,
+                        model_distribution=trace.model_p)
         added += 1
         agree += trace.model_response == rec["label"]
         if progress:

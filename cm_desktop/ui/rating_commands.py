@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from PySide6.QtGui import QUndoCommand
 
-from bank_store import BankError
+from bank_store import DistributionError
 from cm_desktop.ui.ops import BankWrite
 from cm_desktop.ui.plain import one_line
 
@@ -45,16 +45,17 @@ class AddRatingCommand(QUndoCommand):
         self._on_redone = on_redone
         self._parent = parent_widget
 
-    def _store_distribution(self, bank) -> None:
-        """On the write thread, after the rating is in the bank."""
-        if not self.model_distribution or self.rating is None:
-            return
-        try:
-            bank.set_model_distributions(self.profile, {self.rating.id: self.model_distribution})
-        except BankError:
-            # an aid to the evidence rule, not the rating: a response set changed since the
-            # proposal (a wrong length) leaves the rating with y' alone
-            pass
+    def _with_distribution(self, write: Callable) -> object:
+        """write(distribution) on the write thread: the rating and the model's distribution in
+        one transaction. The distribution is an aid to the evidence rule, not the rating: where
+        it no longer fits (the response set changed since the proposal) the rating is written
+        with y' alone."""
+        if self.model_distribution:
+            try:
+                return write(self.model_distribution)
+            except DistributionError:
+                pass
+        return write(None)
 
     def _write(self, fn, label: str, on_success) -> None:
         owner = self._parent if self._parent is not None else self.ctx
@@ -67,10 +68,10 @@ class AddRatingCommand(QUndoCommand):
             self._first = False
 
             def add(job):
-                self.rating = job.bank.add_rating(profile, self.instance, self.model_response,
-                                                  self.user_response, source=self.source,
-                                                  strategy=self.strategy, fingerprint=self.fingerprint)
-                self._store_distribution(job.bank)
+                self.rating = self._with_distribution(lambda dist: job.bank.add_rating(
+                    profile, self.instance, self.model_response, self.user_response,
+                    source=self.source, strategy=self.strategy, fingerprint=self.fingerprint,
+                    model_distribution=dist))
                 return self.rating
 
             self._write(add, "Saving the rating", lambda rating: self._on_added and self._on_added(rating))
@@ -78,9 +79,10 @@ class AddRatingCommand(QUndoCommand):
 
         def restore(job):
             if self._removed is not None:
-                job.bank.restore_ratings(profile, [self._removed])
-                self.rating, self._removed = self._removed, None
-                self._store_distribution(job.bank)
+                removed = self._removed
+                self._with_distribution(lambda dist: job.bank.restore_ratings(
+                    profile, [removed], None if dist is None else {removed.id: dist}))
+                self.rating, self._removed = removed, None
             return self.rating
 
         self._write(restore, "Redoing the rating", lambda rating: self._on_redone and self._on_redone(rating))

@@ -76,3 +76,30 @@ def test_model_distributions_are_stored_by_rating_and_read_only_for_the_same_res
     # the response set changes: the stored vector no longer says which value is which response
     bank.update_profile("p", responses=["a", "b", "c", "d"])
     assert bank.model_distributions("p")[0] == []
+
+
+def test_a_rating_and_its_model_distribution_are_written_together_or_not_at_all(bank):
+    import numpy as np
+
+    from bank_store import DistributionError
+
+    bank.create_profile("p", ["a", "b", "c"])
+    kept = bank.add_rating("p", "x one", "a", "b", model_distribution=[0.6, 0.3, 0.1])
+    ids, p = bank.model_distributions("p")
+    assert ids == [kept.id]
+    np.testing.assert_allclose(p[0], [0.6, 0.3, 0.1], rtol=1e-6)
+    # a distribution that does not fit the response set: one clear error, and no rating either
+    for bad in ([0.5, 0.5], [float("inf"), 0, 0], "abc"):
+        with pytest.raises(DistributionError):
+            bank.add_rating("p", "x two", "b", "b", model_distribution=bad)
+    assert [r.instance for r in bank.ratings("p")] == ["x one"]
+    assert bank.counts("p") == {("a", "b"): 1}
+    # undo and redo: the removed rating comes back with its distribution in one transaction
+    removed = bank.remove_rating("p", kept.id)
+    assert bank.model_distributions("p")[0] == []
+    with pytest.raises(DistributionError):
+        bank.restore_ratings("p", [removed], {removed.id: [1.0]})
+    assert bank.ratings("p") == []
+    assert bank.restore_ratings("p", [removed], {removed.id: [0.6, 0.3, 0.1]}) == 1
+    assert bank.model_distributions("p")[0] == [kept.id]
+    assert bank.counts("p") == {("a", "b"): 1}
