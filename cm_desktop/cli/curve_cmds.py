@@ -45,6 +45,23 @@ def _responses(args, records: list[dict]) -> tuple[list[str], list[str]]:
     return list(prof.responses), [r.instance for r in bank.ratings(args.profile)]
 
 
+def _window(text: str | None) -> int | None:
+    """--window as curve.rating_orders takes it (None: all remaining queries)."""
+    from cm_desktop.cm.coverage import QUEUE_WINDOW
+
+    if text is None:
+        return QUEUE_WINDOW
+    if text.strip() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise CLIError(f"--window must be a whole number or 'all', not {text!r}") from None
+    if not 1 <= n <= MAX_LIMIT:
+        raise CLIError(f"--window must be between 1 and {MAX_LIMIT}, or 'all'")
+    return n
+
+
 def _embed(texts: list[str]):
     from cm_desktop.cm.retrieval import default_embedder
 
@@ -79,8 +96,7 @@ def cmd_curve(args) -> int:
             raise CLIError(f"{flag} must be between 1 and {MAX_LIMIT}")
     if not 1 <= args.repeats <= curve.MAX_REPEATS:
         raise CLIError(f"--repeats must be between 1 and {curve.MAX_REPEATS}")
-    if args.window is not None and args.window < 1:
-        raise CLIError("--window must be at least 1")
+    window = _window(args.window)
     pool_records = load_dataset(pool_path)
     test_records = None if same else load_dataset(test_path)
     responses, in_bank = _responses(args, pool_records + (test_records or []))
@@ -123,12 +139,12 @@ def cmd_curve(args) -> int:
         p_test=passes["test"].p, e_test=vecs[n_pool:n_pool + n_test],
         e_responses=vecs[n_pool + n_test:])
     result = curve.run_curve(data, sizes, orders, args.seed, methods, repeats=args.repeats,
-                             window=args.window, embedder=embedder, progress=Progress("curve"))
+                             window=window, embedder=embedder, progress=Progress("curve"))
     computed = sum(p.computed_now for p in passes.values())
     seconds = np.concatenate([passes["pool"].seconds, passes["test"].seconds])
     out = {"dataset": str(args.dataset), "test": str(args.test or args.dataset), "n": n_test,
            "pool": n_pool, "responses": len(responses), "seed": args.seed,
-           "repeats": args.repeats,
+           "repeats": args.repeats, "window": window,
            "model_passes": {"per_query": 1, "pool": n_pool, "test": n_test,
                             "computed_now": computed, "from_cache": n_pool + n_test - computed,
                             "seconds_per_pass": float(seconds.mean()),
@@ -173,8 +189,10 @@ def register(subparsers) -> None:
     p.add_argument("--repeats", type=int, default=1,
                    help="simulated users, each with its own rating order (seeds --seed, "
                    "--seed+1, ...): accuracy is their mean, sd their spread")
-    p.add_argument("--window", type=int, default=None,
-                   help="coverage order: pick among the next N queries only (default: all)")
+    p.add_argument("--window", default=None, metavar="N|all",
+                   help="coverage order: pick the neediest of the next N queries of the user's "
+                   "queue (default: the Rate view's, among its prefetched proposals), or of "
+                   "'all' the remaining ones")
     p.add_argument("--cache-dir", metavar="DIR", help="where p(y'|x) is cached "
                    "(default: the data dir's model-pass-cache)")
     p.add_argument("--json", metavar="OUT.json", help="write the rows as JSON")

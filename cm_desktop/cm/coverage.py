@@ -19,6 +19,10 @@ from cm_desktop.cm import marginalize as mz
 # queries alike, and the queue costs no tuning after a rating.
 QUEUE_PARAMS = mz.CMParams()
 
+# The Rate view computes the proposals of the next QUEUE_WINDOW queries ahead, and its coverage
+# order picks the neediest of them: `cm curve` simulates the same window unless told otherwise.
+QUEUE_WINDOW = 3
+
 
 def coverage_need(candidate_counts: Sequence[int] | None, vote: np.ndarray | None,
                   nearest_similarity: float | None) -> float:

@@ -93,19 +93,25 @@ def parse_sizes(text: str) -> list[int]:
 
 
 def rating_orders(data: CurveInputs, orders: Sequence[str], size: int, seed: int,
-                  window: int | None = None) -> dict[str, np.ndarray]:
-    """Pool indices in the order the simulated user rates them, for each order."""
+                  window: int | None = coverage.QUEUE_WINDOW) -> dict[str, np.ndarray]:
+    """Pool indices in the order the simulated user rates them, for each order. window: the
+    coverage order picks the neediest of the next `window` pool queries, as the Rate view does
+    among its prefetched proposals (None: of all remaining queries)."""
     n = len(data.pool_users)
+    # the user's queue: the pool in an order of its own. Random order rates it as it comes; the
+    # coverage order starts at its head and then picks within the window as it goes, so the two
+    # differ only by the coverage pick (window 1: the same order).
+    queue = np.random.default_rng(seed).permutation(n)
     out = {}
     for name in orders:
         if name == "random":
-            out[name] = np.random.default_rng(seed).permutation(n)[:size]
+            out[name] = queue[:size]
         elif name == "coverage":
-            first = int(np.random.default_rng(seed).integers(n))
-            sims = data.e_pool @ data.e_pool.T
-            out[name] = coverage.coverage_order(sims, data.pool_users, data.pool_model,
-                                                len(data.responses), size, coverage.QUEUE_PARAMS,
-                                                window=window, first=first)
+            e = data.e_pool[queue]
+            picked = coverage.coverage_order(e @ e.T, data.pool_users[queue],
+                                             data.pool_model[queue], len(data.responses), size,
+                                             coverage.QUEUE_PARAMS, window=window, first=0)
+            out[name] = queue[picked]
         else:
             raise ValueError(f"unknown order {name!r}; choose from {', '.join(ORDERS)}")
     return out
@@ -187,7 +193,8 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
 
 
 def run_curve(data: CurveInputs, sizes: Sequence[int], orders: Sequence[str], seed: int,
-              methods: Sequence[str] = METHODS, *, repeats: int = 1, window: int | None = None,
+              methods: Sequence[str] = METHODS, *, repeats: int = 1,
+              window: int | None = coverage.QUEUE_WINDOW,
               embedder=None, progress: Callable[[int, int], None] | None = None,
               cancel=None) -> dict:
     """{"rows": [{"size", "order", "method", "accuracy", "accuracy_sd", "macro_f1", "repeats"}],

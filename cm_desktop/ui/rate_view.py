@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from bank_store.records import normalise_response
 from cm_desktop.cm.choices import filter_responses, top_choices
+from cm_desktop.cm.coverage import QUEUE_WINDOW   # proposals computed ahead of the current one
 from cm_desktop.ui.curve_hint import CurveHint
 from cm_desktop.ui.ops import BankQuery, BankWrite, FileTask, ModelJob, Priority
 from cm_desktop.ui.plain import one_line, plain_label, set_plain
@@ -39,7 +40,6 @@ from cm_desktop.ui.rate_queue import KeyRouter, QueueItem, SeenQueries
 from cm_desktop.ui.rating_commands import AddRatingCommand
 from cm_desktop.datasets import Query, read_queries
 
-PREFETCH = 3           # proposals computed ahead of the current query
 
 
 class RateView(QWidget):
@@ -276,7 +276,7 @@ class RateView(QWidget):
         if not profile:
             return
         wanted = ([self.current] if self.current else []) + (
-            [] if self.paused else self.queue[:PREFETCH])
+            [] if self.paused else self.queue[:QUEUE_WINDOW])
         for item in wanted:
             if item.requested:
                 continue
@@ -319,7 +319,7 @@ class RateView(QWidget):
         if self.queue:
             index = 0
             if self.coverage_box.isChecked():
-                window = self.seen.next_window(self.queue, PREFETCH)
+                window = self.seen.next_window(self.queue, QUEUE_WINDOW)
                 ready = [(i, it) for i, it in enumerate(window) if it.trace is not None and it.need is not None]
                 if ready:
                     index = max(ready, key=lambda pair: (pair[1].need, -pair[0]))[0]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cm_desktop.cli.main import main
+from cm_desktop.cm.coverage import QUEUE_WINDOW
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 SOURCE = SHARED / "massive_scenario" / "small.jsonl"
@@ -48,6 +49,7 @@ def test_curve_json_plot_and_cache(tmp_path, dataset, capsys, monkeypatch):
                           "repeats"} for r in first["rows"])
     assert first["repeats"] == 1 and all(r["repeats"] == 1 and r["accuracy_sd"] == 0.0
                                          for r in first["rows"])
+    assert first["window"] == QUEUE_WINDOW      # the Rate view's window unless told otherwise
     assert "36 run now, 0 from the cache" in out
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -64,7 +66,8 @@ def test_curve_rejects_bad_options_in_one_line(tmp_path, dataset, capsys):
     for extra, message in ((["--sizes", "0,5"], "--sizes"), (["--orders", "sideways"], "--orders"),
                            (["--methods", "magic"], "--methods"), (["--limit", "0"], "--limit"),
                            (["--test", str(tmp_path / "missing.jsonl")], "--test"),
-                           (["--repeats", "0"], "--repeats")):
+                           (["--repeats", "0"], "--repeats"), (["--window", "0"], "--window"),
+                           (["--window", "most"], "--window")):
         assert main(base + extra) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err

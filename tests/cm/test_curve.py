@@ -150,6 +150,14 @@ def test_coverage_order_rates_distinct_pool_queries_and_window_one_is_pool_order
     orders = curve.rating_orders(data, ["random", "coverage"], 50, seed=4)
     for order in orders.values():
         assert len(order) == 50 and len(set(order.tolist())) == 50
+    # the app's window: the coverage order reorders the random queue, within 3 of its place
+    assert orders["coverage"].tolist() != orders["random"].tolist()
+    place = {q: i for i, q in enumerate(
+        curve.rating_orders(data, ["random"], len(data.pool_users), seed=4)["random"].tolist())}
+    assert all(place[q] < i + coverage.QUEUE_WINDOW for i, q in enumerate(orders["coverage"]))
+    # window 1: the coverage order is the random queue itself
+    same = curve.rating_orders(data, ["random", "coverage"], 50, seed=4, window=1)
+    assert same["coverage"].tolist() == same["random"].tolist()
     sims = data.e_pool @ data.e_pool.T
     one = coverage.coverage_order(sims, data.pool_users, data.pool_model, 5, 10, mz.CMParams(),
                                   window=1, first=0)
