@@ -212,3 +212,33 @@ def test_coverage_need_is_higher_where_the_bank_knows_less(llama_backend, profil
     assert 0.0 <= known < unknown <= 1.0
     t = engine.propose("wake me up at seven")
     assert 0.0 <= engine.coverage_need(t) <= 1.0
+
+
+def test_the_bank_classifier_reads_the_models_distribution_stored_and_for_the_query(
+        llama_backend, profile_bank, monkeypatch):
+    # from 4 ratings per response the evidence rule's classifier takes p(.|x) as features: the
+    # one stored with each rating when it was made, and the query's own at decision time
+    import numpy as np
+
+    from cm_desktop.cm import evaluate, evidence
+
+    monkeypatch.setitem(evaluate.EVIDENCE_GRID, "bank_weight", (1.0,))
+    engine = _engine(llama_backend, profile_bank, variant="evidence")
+    topics = ["set an alarm for {} am", "play track {} of my playlist", "will it rain on day {}",
+              "how long do I boil {} eggs"]
+    for i in range(evidence.MODEL_FEATURES_PER_RESPONSE):
+        for topic, meant in zip(topics, RESPONSES):
+            text = topic.format(i + 1)
+            trace = engine.propose(text)
+            profile_bank.add_rating("p", text, trace.model_response, meant,
+                                    model_distribution=trace.model_p)
+    engine.refresh()
+    assert len(profile_bank.model_distributions("p")[0]) == 4 * len(RESPONSES)
+    seen = []
+    estimate = evidence.EvidenceRule.bank_estimate
+    monkeypatch.setattr(evidence.EvidenceRule, "bank_estimate",
+                        lambda rule, vecs, p: seen.append(p) or estimate(rule, vecs, p))
+    trace = engine.decide(QUERY)
+    assert trace.rule == "evidence" and trace.chosen in RESPONSES
+    assert engine.evidence_rule().params.model_features == evidence.MODEL_FEATURE_WEIGHT
+    np.testing.assert_allclose(seen[-1][0], trace.model_p, rtol=1e-6)
