@@ -11,8 +11,8 @@ from .store import DiscrepancyBank
 
 __all__ = [
     "BankDamagedError", "BankError", "BankFileError", "Conversation", "ConversationNotFoundError",
-    "ConversationSummary", "DiscrepancyBank", "DistributionError", "Message", "Profile", "ProfileExistsError",
-    "ProfileNotFoundError", "Rating", "RatingNotFoundError", "ResponseSetMismatchError",
-    "SOURCES", "TransitionMatrix", "conversation_markdown", "normalise_response", "rating_id",
-    "utc_now",
+    "ConversationSummary", "DiscrepancyBank", "DistributionError", "Message", "Profile",
+    "ProfileExistsError", "ProfileNotFoundError", "Rating", "RatingNotFoundError",
+    "ResponseSetMismatchError", "SOURCES", "TransitionMatrix", "conversation_markdown",
+    "normalise_response", "rating_id", "utc_now",
 ]

@@ -41,7 +41,6 @@ from cm_desktop.ui.rating_commands import AddRatingCommand
 from cm_desktop.datasets import Query, read_queries
 
 
-
 class RateView(QWidget):
     rated = Signal(object)        # the Rating written (after the bank write)
 
