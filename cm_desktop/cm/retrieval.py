@@ -153,14 +153,16 @@ class RatingIndex:
         self.user_idx = np.array([pos[r.user_response] for r in self.ratings], dtype=int)
         self.current = np.array([cur for _, cur in kept], dtype=bool)
         self.embeddings = self._load_embeddings(bank, profile)
-        self.model_p = self._load_model_p(bank, profile)
+        self.model_p, self.model_p_stored = self._load_model_p(bank, profile)
 
     @classmethod
     def from_arrays(cls, responses: Sequence[str], instances: Sequence[str], model_idx: np.ndarray,
                     user_idx: np.ndarray, embeddings: np.ndarray, embedder: Embedder,
-                    model_p: np.ndarray | None = None) -> "RatingIndex":
+                    model_p: np.ndarray | None = None,
+                    model_p_stored: np.ndarray | None = None) -> "RatingIndex":
         """An index over ratings held in memory (a simulated bank): no bank, nothing stored.
-        model_p: the model's distribution for each rating (None: one-hot y')."""
+        model_p: the model's distribution for each rating (None: one-hot y'); model_p_stored:
+        which of them the model really gave (default: all of model_p, none without it)."""
         index = cls.__new__(cls)
         index.embedder = embedder
         index.responses = list(responses)
@@ -173,22 +175,27 @@ class RatingIndex:
                             else np.zeros((0, 1), dtype=np.float32))
         index.model_p = (_one_hot(index.model_idx, len(index.responses)) if model_p is None
                          else np.asarray(model_p, dtype=np.float64))
+        index.model_p_stored = (np.full(len(index.instances), model_p is not None)
+                                if model_p_stored is None
+                                else np.asarray(model_p_stored, dtype=bool))
         return index
 
-    def _load_model_p(self, bank, profile: str) -> np.ndarray:
-        """(n, |R|): the model's distribution stored with each rating (`add_rating`'s caller
-        stores it with `set_model_distributions`), one-hot y' where none was stored or where the
-        stored one's argmax is not the rating's y' (then it does not describe that answer)."""
+    def _load_model_p(self, bank, profile: str) -> tuple[np.ndarray, np.ndarray]:
+        """(n, |R|) the model's distribution stored with each rating (`add_rating` stores it),
+        one-hot y' where none was stored or where the stored one's argmax is not the rating's y'
+        (then it does not describe that answer); and (n,) which rows are stored ones."""
         p = _one_hot(self.model_idx, len(self.responses))
+        stored_rows = np.zeros(len(self.ratings), dtype=bool)
         if not self.ratings:
-            return p
+            return p, stored_rows
         ids, stored = bank.model_distributions(profile)
         row_of = {rid: i for i, rid in enumerate(ids)}
         for i, rt in enumerate(self.ratings):
             j = row_of.get(rt.id)
             if j is not None and int(np.argmax(stored[j])) == self.model_idx[i]:
                 p[i] = stored[j] / stored[j].sum()
-        return p
+                stored_rows[i] = True
+        return p, stored_rows
 
     def _load_embeddings(self, bank, profile: str) -> np.ndarray:
         if not self.ratings:

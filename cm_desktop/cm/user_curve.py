@@ -140,7 +140,8 @@ def _checkpoint_rule(index: RatingIndex, c: int, fps: np.ndarray, srcs: np.ndarr
 
     prefix = RatingIndex.from_arrays(index.responses, index.instances[:c], index.model_idx[:c],
                                      index.user_idx[:c], index.embeddings[:c], index.embedder,
-                                     model_p=index.model_p[:c])
+                                     model_p=index.model_p[:c],
+                                     model_p_stored=index.model_p_stored[:c])
     prefix.current = _current_mask(fps[:c], srcs[:c], index.ratings[c - 1].fingerprint)
     return EvidenceRule(prefix, counts_matrix(prefix), response_vecs=response_vecs, cancel=cancel)
 
@@ -176,7 +177,8 @@ def evaluate_positions(index: RatingIndex, positions, cancel=None,
         top = top[np.argsort(-sims[top], kind="stable")]
         qvec = index.embeddings[i][None, :].astype(np.float64)
         final = rule.scores(index.model_p[i][None, :], qvec, counts, index.model_idx[top][None, :],
-                            index.user_idx[top][None, :], sims[top][None, :])[0]
+                            index.user_idx[top][None, :], sims[top][None, :],
+                            known=index.model_p_stored[i:i + 1] & index.current[i:i + 1])[0]
         out.append((m == u, int(np.argmax(final)) == u))
     return out
 

@@ -237,8 +237,10 @@ def test_the_bank_classifier_reads_the_models_distribution_stored_and_for_the_qu
     seen = []
     estimate = evidence.EvidenceRule.bank_estimate
     monkeypatch.setattr(evidence.EvidenceRule, "bank_estimate",
-                        lambda rule, vecs, p: seen.append(p) or estimate(rule, vecs, p))
+                        lambda rule, vecs, p, known=None: seen.append(p) or estimate(rule, vecs,
+                                                                                    p, known))
     trace = engine.decide(QUERY)
     assert trace.rule == "evidence" and trace.chosen in RESPONSES
-    assert engine.evidence_rule().params.model_features == evidence.MODEL_FEATURE_WEIGHT
+    rule = engine.evidence_rule()
+    assert rule.params.model_features == evidence.MODEL_FEATURE_WEIGHT and rule.known.all()
     np.testing.assert_allclose(seen[-1][0], trace.model_p, rtol=1e-6)

@@ -70,3 +70,29 @@ def test_below_the_ratings_per_response_the_classifier_has_no_model_features(mon
                                     p.argmax(axis=1), meant, vecs, None, model_p=p)
     rule = evidence.EvidenceRule(index, ev.counts_matrix(index))
     assert rule.params.bank_weight == 1.0 and rule.params.model_features == 0.0
+
+
+def test_ratings_without_the_models_distribution_neither_count_nor_teach_it(monkeypatch):
+    # a rating stored without its distribution has a one-hot y' in its place, which is not what
+    # the model said: it neither counts toward the ratings the features need nor trains them
+    monkeypatch.setitem(ev.EVIDENCE_GRID, "bank_weight", (1.0,))
+    p, vecs, meant = _simulated_bank(300, seed=0)
+    texts = [f"q{i}" for i in range(300)]
+    none_stored = RatingIndex.from_arrays(["a", "b", "c"], texts, p.argmax(axis=1), meant, vecs,
+                                          None)
+    rule = evidence.EvidenceRule(none_stored, ev.counts_matrix(none_stored))
+    assert not rule.known.any() and rule.params.model_features == 0.0
+
+    stored = np.arange(300) < 200
+    mixed_p = np.where(stored[:, None], p, np.eye(3)[p.argmax(axis=1)])
+    mixed = RatingIndex.from_arrays(["a", "b", "c"], texts, p.argmax(axis=1), meant, vecs, None,
+                                    model_p=mixed_p, model_p_stored=stored)
+    rule = evidence.EvidenceRule(mixed, ev.counts_matrix(mixed))
+    assert rule.params.model_features == evidence.MODEL_FEATURE_WEIGHT
+    np.testing.assert_array_equal(rule.known, stored)
+    features = evidence.classifier_features(mixed.embeddings, mixed.model_p,
+                                            evidence.MODEL_FEATURE_WEIGHT, rule.known)
+    assert not features[~stored, 16:].any() and features[stored, 16:].any(axis=1).all()
+    p_new, vecs_new, meant_new = _simulated_bank(400, seed=1)
+    v = vecs_new / np.linalg.norm(vecs_new, axis=1, keepdims=True)
+    assert np.mean(rule.bank_estimate(v, p_new).argmax(axis=1) == meant_new) >= 0.9

@@ -162,6 +162,9 @@ def test_the_index_reads_the_stored_model_distribution_and_falls_back_to_one_hot
     np.testing.assert_allclose(index.model_p[rows[kept.id]], [0.5, 0.3, 0.2], rtol=1e-6)
     np.testing.assert_array_equal(index.model_p[rows[other.id]], [0.0, 1.0, 0.0])
     np.testing.assert_array_equal(index.model_p[rows[none.id]], [0.0, 0.0, 1.0])
+    # which rows are what the model said, for the bank classifier's features
+    assert [bool(index.model_p_stored[rows[r.id]]) for r in (kept, other, none)] == [
+        True, False, False]
 
 
 def test_the_evidence_rule_classifier_knows_a_response_nobody_rated_from_its_text(rated_bank,
