@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .records import Rating, normalise_response
 
@@ -160,12 +160,14 @@ def rebased_ratings(olds: Sequence[Rating], y_new: str, fingerprint: str,
              "strategy": strategy, "fingerprint": fingerprint} for old in olds]
 
 
-def rebase(bank, profile: str, fingerprint: str, respond: Callable[[str], str], *,
+def rebase(bank, profile: str, fingerprint: str, respond: Callable[[str], Any], *,
            strategy: str | None = None, should_stop: Callable[[], bool] | None = None,
            progress: Callable[[int, int], None] | None = None,
            batch: int = BATCH) -> RebaseReport:
     """Ask `respond(x) -> y'` (the current model) about every instance still to rebase and store
-    (x, y', y) with `fingerprint`, keeping each old rating's y and source.
+    (x, y', y) with `fingerprint`, keeping each old rating's y and source. `respond` may give
+    (y', p) instead: p, the model's distribution over the profile's responses, is stored with
+    the new ratings as add_rating stores it.
 
     One model call per distinct instance; answers are written every `batch` instances in one
     transaction each. `should_stop()` is checked between instances: a stop keeps what was
@@ -177,11 +179,13 @@ def rebase(bank, profile: str, fingerprint: str, respond: Callable[[str], str], 
     report = RebaseReport(profile, fingerprint,
                           without_instance=model_counts(bank, profile, fingerprint).without_instance)
     buffered: list[dict] = []
+    distributions: list = []
 
     def flush() -> None:
         if buffered:
-            report.added += bank.add_ratings(profile, buffered)
+            report.added += bank.add_ratings(profile, buffered, distributions)
             buffered.clear()
+            distributions.clear()
 
     done = 0
     try:
@@ -189,8 +193,10 @@ def rebase(bank, profile: str, fingerprint: str, respond: Callable[[str], str], 
             if should_stop is not None and should_stop():
                 report.cancelled = True
                 break
-            y_new = respond(olds[0].instance)
+            answer = respond(olds[0].instance)
+            y_new, p = answer if isinstance(answer, tuple) else (answer, None)
             buffered.extend(rebased_ratings(olds, y_new, fingerprint, strategy))
+            distributions.extend([p] * len(olds))
             report.changed += sum(normalise_response(y_new) != normalise_response(o.model_response)
                                   for o in olds)
             done += 1

@@ -21,7 +21,8 @@ from . import backups
 from .connection import BankConnection
 from .conversations import ConversationsMixin
 from .gc_pause import gc_paused
-from .errors import BankError, ProfileExistsError, ProfileNotFoundError, RatingNotFoundError
+from .errors import (BankError, DistributionError, ProfileExistsError, ProfileNotFoundError,
+                     RatingNotFoundError)
 from .guidance import GuidanceMixin
 from .rate_state import RateStateMixin
 from .vectors import DISTRIBUTION_COLUMNS, VectorsMixin
@@ -174,16 +175,27 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateSta
                 " DO UPDATE SET n = n + excluded.n", (before,))
         return added
 
-    def add_ratings(self, profile: str, ratings: Iterable[Rating | dict]) -> int:
+    def add_ratings(self, profile: str, ratings: Iterable[Rating | dict],
+                    model_distributions: Sequence[Any] | None = None) -> int:
         """Add many ratings in one transaction; returns how many were new.
 
         Rating objects and dicts carrying an "id" are existing ratings: stored verbatim and
         their id must match their content. Dicts without an id are fresh ratings (as add_rating).
+        model_distributions: one per rating (None where there is none), stored with them as
+        add_rating stores one; one that does not fit raises DistributionError, nothing written.
         """
         items = list(ratings)
+        dists = list(model_distributions) if model_distributions is not None else []
+        if dists and len(dists) != len(items):
+            raise BankError(f"{len(dists)} model distributions for {len(items)} ratings")
         with gc_paused(), self._txn(write=True) as conn:
             p = self._get_profile(conn, profile)
-            return self._insert(conn, p, self._checked(p, items))
+            checked = self._checked(p, items)
+            blobs = [self._distribution_row(p, r.id, d) for r, d in zip(checked, dists)
+                     if d is not None]
+            added = self._insert(conn, p, checked)
+            self._update_ratings(conn, p, DISTRIBUTION_COLUMNS, blobs)
+            return added
 
     def _checked(self, p: Profile, items: Sequence[Rating | dict]) -> list[Rating]:
         """add_ratings' items as Ratings, each checked (BankError naming the first bad one)."""
@@ -280,12 +292,18 @@ class DiscrepancyBank(BankConnection, GuidanceMixin, ConversationsMixin, RateSta
     def restore_ratings(self, profile: str, ratings: list[Rating],
                         model_distributions: dict[str, Any] | None = None) -> int:
         """Put removed ratings back (same ids), with the model's distributions by rating id as
-        add_rating stores them, in one transaction; returns how many were added."""
+        add_rating stores them, in one transaction; returns how many were added. A distribution
+        that no longer fits (the response set changed since the removal) is left out: the
+        rating comes back with y' alone, never not at all."""
         with gc_paused(), self._txn(write=True) as conn:
             p = self._get_profile(conn, profile)
             checked = self._checked(p, ratings)
-            blobs = [self._distribution_row(p, rid, vec)
-                     for rid, vec in (model_distributions or {}).items()]
+            blobs = []
+            for rid, vec in (model_distributions or {}).items():
+                try:
+                    blobs.append(self._distribution_row(p, rid, vec))
+                except DistributionError:
+                    pass
             added = self._insert(conn, p, checked)
             self._update_ratings(conn, p, DISTRIBUTION_COLUMNS, blobs)
             return added

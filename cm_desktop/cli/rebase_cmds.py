@@ -86,8 +86,10 @@ def cmd_bank_rebase(args) -> int:
                           tune=False)
         engine.warm_up()
 
-        def respond(x: str) -> str:
-            return engine.responses[engine.model_pass(x).model_index]
+        def respond(x: str) -> tuple[str, list[float]]:
+            # the model's distribution too: stored with the ratings, as the Rate view stores it
+            outcome = engine.model_pass(x)
+            return engine.responses[outcome.model_index], [float(v) for v in outcome.p]
 
         with _StopOnSignal() as stop:
             report = rebase(bank, args.profile, fingerprint, respond, strategy=args.strategy,

@@ -57,10 +57,21 @@ def load_snapshot(bank, profile: str, cancel=None) -> BankSnapshot:
                         matrix=matrix, stats=stats)
 
 
-def remove_pairs(bank, profile: str, pairs: list[tuple[str, str]]) -> list:
+class RemovedRatings(list):
+    """The ratings remove_pairs removed, and the model's distributions stored with them (rating
+    id -> vector): an undo puts both back with bank.restore_ratings(profile, r, r.distributions)."""
+
+    def __init__(self, ratings=(), distributions: dict | None = None) -> None:
+        super().__init__(ratings)
+        self.distributions = dict(distributions or {})
+
+
+def remove_pairs(bank, profile: str, pairs: list[tuple[str, str]]) -> RemovedRatings:
     """Remove whole bank entries, all or none (one transaction); returns the removed ratings."""
     removed = []
     with bank.transaction(write=True):
+        ids, stored = bank.model_distributions(profile)
         for model_response, user_response in pairs:
             removed.extend(bank.remove_pair(profile, model_response, user_response))
-    return removed
+    row = {rid: i for i, rid in enumerate(ids)}
+    return RemovedRatings(removed, {r.id: stored[row[r.id]] for r in removed if r.id in row})

@@ -123,20 +123,25 @@ class BankModelsRow(QWidget):
 
             engine = job.session.engine_for(profile)
             out: list[dict] = []
+            distributions: list[list[float]] = []   # stored with them, as the Rate view does
             for olds in chunk:
                 job.check()
                 outcome = engine.model_pass(olds[0].instance, job.cancel, strategy=strategy)
                 out += rebased_ratings(olds, engine.responses[outcome.model_index], fingerprint,
                                        strategy)
-            return out
+                distributions += [[float(v) for v in outcome.p]] * len(olds)
+            return out, distributions
 
-        def answered(new_ratings) -> None:
+        def answered(answers) -> None:
+            new_ratings, distributions = answers
             job_state["next"] = start + len(chunk)
             done = job_state["next"]
             self.progress_bar.setValue(done)
             self.progress_bar.setFormat(f"Rebasing: {done} of {len(groups)} queries")
-            BankWrite(self, lambda job: job.bank.add_ratings(profile, new_ratings),
-                      profile=profile).labelled("Storing rebased ratings") \
+            def store(job):
+                return job.bank.add_ratings(profile, new_ratings, distributions)
+
+            BankWrite(self, store, profile=profile).labelled("Storing rebased ratings") \
                 .success(lambda _n: self._next_batch()).failure(self._failed).run()
 
         self.rebase_op = (ModelJob(self, ask).with_priority(Priority.BACKGROUND)

@@ -68,7 +68,9 @@ class RemoveEntriesCommand(QUndoCommand):
 
         def restore(job):
             ratings, self._removed = self._removed, []
-            return job.bank.restore_ratings(profile, ratings) if ratings else 0
+            if not ratings:
+                return 0
+            return job.bank.restore_ratings(profile, ratings, ratings.distributions)
 
         BankWrite(self._owner(), restore, profile=profile).labelled("Restoring bank entries").run()
 

@@ -45,17 +45,21 @@ class AddRatingCommand(QUndoCommand):
         self._on_redone = on_redone
         self._parent = parent_widget
 
-    def _with_distribution(self, write: Callable) -> object:
-        """write(distribution) on the write thread: the rating and the model's distribution in
-        one transaction. The distribution is an aid to the evidence rule, not the rating: where
-        it no longer fits (the response set changed since the proposal) the rating is written
-        with y' alone."""
+    def _add(self, bank):
+        """On the write thread: the rating and the model's distribution in one transaction. The
+        distribution is an aid to the evidence rule, not the rating: where it no longer fits
+        (the response set changed since the proposal) the rating is written with y' alone."""
+        def add(distribution):
+            return bank.add_rating(self.profile, self.instance, self.model_response,
+                                   self.user_response, source=self.source,
+                                   strategy=self.strategy, fingerprint=self.fingerprint,
+                                   model_distribution=distribution)
         if self.model_distribution:
             try:
-                return write(self.model_distribution)
+                return add(self.model_distribution)
             except DistributionError:
                 pass
-        return write(None)
+        return add(None)
 
     def _write(self, fn, label: str, on_success) -> None:
         owner = self._parent if self._parent is not None else self.ctx
@@ -68,10 +72,7 @@ class AddRatingCommand(QUndoCommand):
             self._first = False
 
             def add(job):
-                self.rating = self._with_distribution(lambda dist: job.bank.add_rating(
-                    profile, self.instance, self.model_response, self.user_response,
-                    source=self.source, strategy=self.strategy, fingerprint=self.fingerprint,
-                    model_distribution=dist))
+                self.rating = self._add(job.bank)
                 return self.rating
 
             self._write(add, "Saving the rating", lambda rating: self._on_added and self._on_added(rating))
@@ -80,8 +81,9 @@ class AddRatingCommand(QUndoCommand):
         def restore(job):
             if self._removed is not None:
                 removed = self._removed
-                self._with_distribution(lambda dist: job.bank.restore_ratings(
-                    profile, [removed], None if dist is None else {removed.id: dist}))
+                distributions = ({removed.id: self.model_distribution}
+                                 if self.model_distribution else None)
+                job.bank.restore_ratings(profile, [removed], distributions)
                 self.rating, self._removed = removed, None
             return self.rating
 

@@ -97,9 +97,26 @@ def test_a_rating_and_its_model_distribution_are_written_together_or_not_at_all(
     # undo and redo: the removed rating comes back with its distribution in one transaction
     removed = bank.remove_rating("p", kept.id)
     assert bank.model_distributions("p")[0] == []
-    with pytest.raises(DistributionError):
-        bank.restore_ratings("p", [removed], {removed.id: [1.0]})
-    assert bank.ratings("p") == []
     assert bank.restore_ratings("p", [removed], {removed.id: [0.6, 0.3, 0.1]}) == 1
     assert bank.model_distributions("p")[0] == [kept.id]
     assert bank.counts("p") == {("a", "b"): 1}
+    # a distribution that no longer fits: the rating still comes back, with y' alone
+    removed = bank.remove_rating("p", kept.id)
+    assert bank.restore_ratings("p", [removed], {removed.id: [1.0]}) == 1
+    assert [r.id for r in bank.ratings("p")] == [kept.id]
+    assert bank.model_distributions("p")[0] == []
+
+
+def test_many_ratings_and_their_distributions_are_one_transaction(bank):
+    from bank_store import BankError, DistributionError
+
+    bank.create_profile("p", ["a", "b", "c"])
+    batch = [{"instance": f"x {i}", "model_response": "a", "user_response": "b"} for i in range(3)]
+    assert bank.add_ratings("p", batch, [[0.6, 0.3, 0.1], None, [0.5, 0.25, 0.25]]) == 3
+    assert len(bank.model_distributions("p")[0]) == 2
+    more = [{"instance": f"y {i}", "model_response": "a", "user_response": "c"} for i in range(2)]
+    for dists, error in (([[0.6, 0.3, 0.1], [1.0]], DistributionError),
+                         ([[0.6, 0.3, 0.1]], BankError)):     # one per rating or none
+        with pytest.raises(error):
+            bank.add_ratings("p", more, dists)
+    assert len(bank.ratings("p")) == 3 and bank.counts("p") == {("a", "b"): 3}

@@ -115,3 +115,24 @@ def test_the_import_note_says_when_a_file_is_another_models(tmp_path, bank, prof
     assert "6 ratings were made with another model" in note and OLD in note
     assert "5 have a query" in note
     assert file_model_note(read_bank_file(native), OLD).startswith("1 of the file's 6")
+
+
+def test_a_rebase_stores_the_distribution_the_model_gives_with_its_answer(bank, profile):
+    import numpy as np
+
+    p = [0.1] * len(SMALL_R)
+    p[2] = 1.0 - 0.1 * (len(SMALL_R) - 1)
+    report = rebase(bank, profile, NEW, lambda x: (SMALL_R[2], p))
+    new = {r.id for r in bank.ratings(profile) if r.fingerprint == NEW}
+    ids, stored = bank.model_distributions(profile)
+    assert report.added == len(new) == 5 and set(ids) == new
+    np.testing.assert_allclose(stored, [p] * 5, rtol=1e-6)
+
+
+def test_a_distribution_that_does_not_fit_writes_none_of_its_batch(bank, profile):
+    from bank_store import DistributionError
+
+    before = bank.ratings(profile)
+    with pytest.raises(DistributionError):
+        rebase(bank, profile, NEW, lambda x: (SMALL_R[0], [1.0]))
+    assert bank.ratings(profile) == before

@@ -71,10 +71,15 @@ def test_bank_rebase_changes_every_y_prime_fingerprint_and_keeps_every_x_y(tmp_p
     assert res.returncode == 0, res.stderr
     with DiscrepancyBank(bank_path) as bank:
         ratings = bank.ratings("p")
+        with_p, stored = bank.model_distributions("p")
     old = [r for r in ratings if r.fingerprint == OTHER]
     new = [r for r in ratings if r.fingerprint != OTHER]
     assert len(old) == len(RATED)                                   # kept
     assert len(new) == len(RATED)
+    # the model's distribution is stored with each new rating, its argmax the new y'
+    assert set(with_p) == {r.id for r in new}
+    y_prime = {r.id: r.model_response for r in new}
+    assert all(R[int(row.argmax())] == y_prime[rid] for rid, row in zip(with_p, stored))
     current = {r.fingerprint for r in new}
     assert len(current) == 1 and current.pop().startswith("llama_cpp:")
     assert all(r.model_response in R for r in new)

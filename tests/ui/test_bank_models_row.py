@@ -55,6 +55,8 @@ def test_ratings_by_model_and_rebase_from_the_bank_view(app_window, qtbot, llama
     old = [r for r in ratings if r.fingerprint == OTHER]
     new = [r for r in ratings if r.fingerprint == llama_backend.fingerprint]
     assert len(old) == 20 and len(new) == 20
+    # each new rating carries the model's distribution, as a rating made in the Rate view does
+    assert set(ctx.bank.model_distributions("Test")[0]) == {r.id for r in new}
     assert Counter((r.instance, r.user_response) for r in new) == Counter(rated)  # each once
     assert {r.id for r in stopped} <= {r.id for r in new}      # the first run's answers kept
     assert not row.rebase_button.isEnabled()          # nothing left to rebase

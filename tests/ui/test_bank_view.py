@@ -148,6 +148,9 @@ def _select_pair(view, pair):
 
 def test_delete_key_removes_the_entry_and_undo_restores_it(view, bank, app_ctx, qtbot):
     pair = ("card arrival", "lost or stolen card")
+    # the model's distributions stored with the entry's ratings come back with them
+    pair_ids = {r.id for r in bank.ratings("me") if (r.model_response, r.user_response) == pair}
+    bank.set_model_distributions("me", {rid: [0.5, 0.2, 0.1, 0.1, 0.1] for rid in pair_ids})
     before_counts = bank.counts("me")
     before_ids = {r.id for r in bank.ratings("me")}
     _select_pair(view, pair)
@@ -166,6 +169,7 @@ def test_delete_key_removes_the_entry_and_undo_restores_it(view, bank, app_ctx, 
     _wait_loaded(qtbot, view)
     assert bank.counts("me") == before_counts
     assert {r.id for r in bank.ratings("me")} == before_ids  # the same ratings, not look-alikes
+    assert set(bank.model_distributions("me")[0]) == pair_ids
     assert pair in {(r[COL_MODEL], r[COL_USER]) for r in _proxy_rows(view)}
 
     with qtbot.waitSignal(app_ctx.bank_changed, timeout=5000):
