@@ -37,10 +37,16 @@ def export_native(bank, profile: str, path: str | os.PathLike) -> int:
         p = bank.get_profile(profile)
         ratings = bank.ratings(profile)
         guidance = bank.guidance(profile)
+        ids, stored = bank.model_distributions(profile)
+    # the model's p over the file's responses (those stored over the current set), 7 digits:
+    # a float32 holds no more
+    distributions = {rid: [float(f"{v:.7g}") for v in row.tolist()]
+                     for rid, row in zip(ids, stored)}
     head = {"format": NATIVE_FORMAT, "version": NATIVE_VERSION, "exported": utc_now(),
             "profile": {"name": p.name, "description": p.description, "created": p.created,
                         "updated": p.updated},
-            "responses": list(p.responses), "fingerprint": p.fingerprint, "guidance": guidance}
+            "responses": list(p.responses), "fingerprint": p.fingerprint, "guidance": guidance,
+            "model_distributions": distributions}
     # one rating per line: diffable, and far smaller than indent=2
     body = ",\n".join(map(_rating_line, ratings))
     text = json.dumps(head, ensure_ascii=False)[:-1] + ', "ratings": [\n' + body + "\n]}\n"

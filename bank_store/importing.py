@@ -260,7 +260,23 @@ def _apply(bank, plan: ImportPlan) -> tuple[ImportPlan, int]:
         bank.remove_all_ratings(plan.profile)
     if fresh.guidance:
         bank.set_guidances(plan.profile, fresh.guidance)
-    return fresh, bank._add_parsed_ratings(plan.profile, fresh.new)
+    added = bank._add_parsed_ratings(plan.profile, fresh.new)
+    distributions = _distributions(fresh)
+    if distributions:
+        bank.set_model_distributions(plan.profile, distributions)
+    return fresh, added
+
+
+def _distributions(plan: ImportPlan) -> dict[str, list[float]]:
+    """The file's model distributions of the ratings the plan adds, in the profile's response
+    order; none where the profile's set is not the file's (they would not describe it)."""
+    p = plan.parsed
+    if not p.model_distributions or set(plan.responses) != set(p.responses):
+        return {}
+    where = {r: i for i, r in enumerate(p.responses)}
+    order = [where[r] for r in plan.responses]
+    return {r.id: [p.model_distributions[r.id][i] for i in order] for r in plan.new
+            if r.id in p.model_distributions}
 
 
 def import_file(bank, path: str | os.PathLike, profile: str, *, format: str | None = None,

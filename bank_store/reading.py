@@ -29,14 +29,14 @@ from .gc_pause import gc_paused
 from .records import Rating, RatingFieldError, make_rating, validate_responses
 
 NATIVE_FORMAT = "cm-desktop-bank"
-NATIVE_VERSION = 2          # 2 adds "guidance"; version 1 files still read
-READABLE_VERSIONS = (1, 2)
+NATIVE_VERSION = 3          # 2 adds "guidance", 3 "model_distributions"; 1 and 2 still read
+READABLE_VERSIONS = (1, 2, 3)
 MAX_BANK_FILE_BYTES = 64 * 1024 * 1024  # for the file and, separately, its decompressed content
 MAX_FILE_BYTES = MAX_BANK_FILE_BYTES
 _GZIP_MAGIC = b"\x1f\x8b"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _NATIVE_KEYS = {"format", "version", "exported", "profile", "responses", "fingerprint",
-                "ratings", "guidance"}
+                "ratings", "guidance", "model_distributions"}
 _NATIVE_REQUIRED = {"format", "version", "profile", "responses", "ratings"}
 _PROFILE_KEYS = {"name", "description", "created", "updated"}
 
@@ -52,6 +52,8 @@ class ParsedBankFile:
     ratings: tuple[Rating, ...] = ()             # native only
     mapping: dict[str, list[str]] | None = None  # paper only, as in the file
     guidance: dict[str, str] | None = None       # native version 2: {response: guidance}
+    # native version 3: {rating id: the model's p over `responses`, in their order}
+    model_distributions: dict[str, tuple[float, ...]] | None = None
 
 
 class _DuplicateKey(Exception):
@@ -221,6 +223,9 @@ def _parse_native(doc: dict, where: str, surrogates: bool = True) -> ParsedBankF
                        f"{', '.join(map(str, READABLE_VERSIONS))})", "version")
     if version < 2 and "guidance" in doc:
         raise _Invalid("unknown field 'guidance' (version 1 files have none)", "guidance")
+    if version < 3 and "model_distributions" in doc:
+        raise _Invalid(f"unknown field 'model_distributions' (version {version} files have none)",
+                       "model_distributions")
     _text(doc.get("exported"), "exported", null=True)
     prof = _fields(doc["profile"], "profile", _PROFILE_KEYS, {"name"})
     name = _text(prof["name"], "profile.name")
@@ -244,7 +249,34 @@ def _parse_native(doc: dict, where: str, surrogates: bool = True) -> ParsedBankF
         seen[rating.id] = i
         ratings.append(rating)
     return ParsedBankFile("native", where, name, description, fingerprint, responses,
-                          tuple(ratings), guidance=_parse_guidance(doc.get("guidance"), responses))
+                          tuple(ratings), guidance=_parse_guidance(doc.get("guidance"), responses),
+                          model_distributions=_parse_distributions(
+                              doc.get("model_distributions"), len(responses), seen))
+
+
+def _parse_distributions(value: Any, width: int,
+                         ratings: dict[str, int]) -> dict[str, tuple[float, ...]] | None:
+    """{rating id: p}: each id one of the file's ratings, each p `width` probabilities (numbers
+    from 0 to 1), not all 0."""
+    if value is None:
+        return None
+    _want(value, dict, "model_distributions", "an object of rating id -> numbers")
+    out = {}
+    for rid, vec in value.items():
+        at = f"model_distributions[{_quote(rid)}]"
+        if rid not in ratings:
+            raise _Invalid("not one of the file's ratings", at)
+        _want(vec, list, at, f"a list of {width} numbers")
+        if len(vec) != width:
+            raise _Invalid(f"has {len(vec)} numbers, the file has {width} responses", at)
+        for j, v in enumerate(vec):
+            _want(v, (int, float), f"{at}[{j}]", "a number")
+            if not 0 <= v <= 1:
+                raise _Invalid("must be a probability, from 0 to 1", f"{at}[{j}]")
+        if not sum(vec) > 0:
+            raise _Invalid("must not be all 0", at)
+        out[rid] = tuple(float(v) for v in vec)
+    return out
 
 
 def _parse_guidance(value: Any, responses: tuple[str, ...]) -> dict[str, str] | None:

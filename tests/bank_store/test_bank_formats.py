@@ -9,6 +9,7 @@ import json
 import pytest
 
 from bank_store import BankError, BankFileError, ResponseSetMismatchError, normalise_response
+from bank_store.reading import NATIVE_VERSION
 from bank_store.formats import (export_native, export_paper, import_file, paper_mapping,
                                 plan_import, read_bank_file)
 from bank_helpers import SHARED, SMALL_R, counts_equal_group_by, raw_rows
@@ -205,11 +206,19 @@ def _malformed_cases(doc: dict) -> dict[str, tuple[bytes, str]]:
         return dump(d)
 
     text = dump(doc).decode()
+    version = f'"version": {NATIVE_VERSION}'
+    rid = doc["ratings"][0]["id"]
+    width = len(doc["responses"])
+
+    def distribution(d, value, key=rid):
+        d["model_distributions"] = {key: value}
+
     return {
         "invalid_json": (dump(doc)[:-5], "line 1 column"),
         "not_utf8": (dump(doc).replace(b"query 1", b"query \xff"), "not UTF-8"),
         "wrong_format": (edit(lambda d: d.update(format="something-else")), "format"),
-        "wrong_version": (edit(lambda d: d.update(version=3)), "unsupported version 3"),
+        "wrong_version": (edit(lambda d: d.update(version=NATIVE_VERSION + 1)),
+                          f"unsupported version {NATIVE_VERSION + 1}"),
         "version_as_text": (edit(lambda d: d.update(version="1")), "version"),
         "wrong_type": (edit(lambda d: d["ratings"][3].update(user_response=5)),
                        "ratings[3].user_response"),
@@ -220,9 +229,19 @@ def _malformed_cases(doc: dict) -> dict[str, tuple[bytes, str]]:
         "bad_source": (edit(lambda d: d["ratings"][0].update(source="magic")),
                        "ratings[0].source"),
         "tampered": (edit(lambda d: d["ratings"][4].update(user_response=F)), "ratings[4].id"),
-        "duplicate_key": (text.replace('"version": 2', '"version": 2, "version": 2').encode(),
+        "duplicate_key": (text.replace(version, f"{version}, {version}").encode(),
                           "duplicate key 'version'"),
-        "nan": (text.replace('"version": 2', '"version": NaN').encode(), "NaN"),
+        "nan": (text.replace(version, '"version": NaN').encode(), "NaN"),
+        "distribution_too_short": (edit(lambda d: distribution(d, [1.0])),
+                                   f"model_distributions[{json.dumps(rid)}]"),
+        "distribution_not_a_probability": (
+            edit(lambda d: distribution(d, [2.0] + [0.0] * (width - 1))), "from 0 to 1"),
+        "distribution_all_zero": (edit(lambda d: distribution(d, [0] * width)), "all 0"),
+        "distribution_of_no_rating": (edit(lambda d: distribution(d, [1.0] * width, "nope")),
+                                      "not one of the file's ratings"),
+        "distribution_in_a_version_2_file": (
+            edit(lambda d: (d.update(version=2), distribution(d, [1.0] * width))),
+            "version 2 files have none"),
         "deep": (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
         "top_level_list": (dump([doc]), "expected a JSON object"),
         "lone_surrogate": (text.replace("query 1", "query \\ud800").encode(), "surrogate"),
@@ -286,3 +305,29 @@ def test_plan_import_changes_nothing_and_validates_arguments(small_bank, tmp_pat
     assert raw_rows(small_bank.path) == before
     with pytest.raises(BankError, match="unknown import mode"):
         plan_import(small_bank, parsed, "P", mode="overwrite")
+
+
+def test_the_models_distributions_travel_with_a_native_file(bank, tmp_path):
+    import numpy as np
+
+    bank.create_profile("P", ["a", "b", "c"])
+    with_p = bank.add_rating("P", "x one", "a", "b", model_distribution=[0.6, 0.3, 0.1])
+    bank.add_rating("P", "x two", "b", "b")                     # none stored
+    path = tmp_path / "p.json"
+    export_native(bank, "P", path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["version"] == NATIVE_VERSION and list(doc["model_distributions"]) == [with_p.id]
+
+    import_file(bank, path, "Copy")                             # a new profile: the file's set
+    ids, stored = bank.model_distributions("Copy")
+    assert ids == [with_p.id]
+    np.testing.assert_allclose(stored[0], [0.6, 0.3, 0.1], rtol=1e-6)
+    # the same responses in another order: each value goes to its response
+    bank.create_profile("Reordered", ["c", "a", "b"])
+    import_file(bank, path, "Reordered")
+    np.testing.assert_allclose(bank.model_distributions("Reordered")[1][0], [0.1, 0.6, 0.3],
+                               rtol=1e-6)
+    # another response set: the file's vectors would not describe it, so none are stored
+    bank.create_profile("Other", ["a", "b", "c", "d"])
+    import_file(bank, path, "Other", on_mismatch="keep")
+    assert bank.rating_count("Other") == 2 and bank.model_distributions("Other")[0] == []

@@ -40,6 +40,8 @@ from bank_file_mutations import (
 )
 from reliability_helpers import RESPONSES, table_snapshot
 
+from bank_store.reading import NATIVE_VERSION
+
 BASES = ("native", "gzip", "paper")
 EXAMPLES_RUN: dict[str, int] = {}
 
@@ -279,8 +281,8 @@ def _structural_case(base: str, doc, kind: str, data) -> tuple[str | bytes, str 
             top = data.draw(st.sampled_from([[], "bank", 3, None, [doc]]))
             return to_json(top), None
         field, value = data.draw(st.sampled_from([
-            ("format", "cm-desktop-bank-v0"), ("format", "CM-DESKTOP-BANK"), ("version", 3),
-            ("version", 0), ("version", -1), ("version", 1.5), ("version", True),
+            ("format", "cm-desktop-bank-v0"), ("format", "CM-DESKTOP-BANK"),
+            ("version", NATIVE_VERSION + 1), ("version", 0), ("version", -1), ("version", 1.5), ("version", True),
             ("version", "1"), (None, None)]))
         if field is None:
             return to_json([doc]), None
