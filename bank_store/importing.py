@@ -74,6 +74,9 @@ class ImportPlan:
         lines.append(f"New ratings: {len(self.new)}")
         if self.guidance:
             lines.append(f"Guidance: {len(self.guidance)} responses get the file's guidance")
+        with_p = len(_distributions(self))
+        if with_p:
+            lines.append(f"Model distributions: {with_p} of the new ratings come with one")
         lines.append(f"Duplicates skipped: {self.duplicates}")
         lines.append(f"Model responses in the response set: {self.matched_keys} of "
                      f"{self.total_keys}")

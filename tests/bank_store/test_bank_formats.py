@@ -318,7 +318,8 @@ def test_the_models_distributions_travel_with_a_native_file(bank, tmp_path):
     doc = json.loads(path.read_text(encoding="utf-8"))
     assert doc["version"] == NATIVE_VERSION and list(doc["model_distributions"]) == [with_p.id]
 
-    import_file(bank, path, "Copy")                             # a new profile: the file's set
+    report = import_file(bank, path, "Copy")                    # a new profile: the file's set
+    assert "Model distributions: 1 of the new ratings" in report.summary()
     ids, stored = bank.model_distributions("Copy")
     assert ids == [with_p.id]
     np.testing.assert_allclose(stored[0], [0.6, 0.3, 0.1], rtol=1e-6)
@@ -329,5 +330,6 @@ def test_the_models_distributions_travel_with_a_native_file(bank, tmp_path):
                                rtol=1e-6)
     # another response set: the file's vectors would not describe it, so none are stored
     bank.create_profile("Other", ["a", "b", "c", "d"])
-    import_file(bank, path, "Other", on_mismatch="keep")
+    report = import_file(bank, path, "Other", on_mismatch="keep")
+    assert "Model distributions" not in report.summary()
     assert bank.rating_count("Other") == 2 and bank.model_distributions("Other")[0] == []
