@@ -74,7 +74,7 @@ class ImportPlan:
         lines.append(f"New ratings: {len(self.new)}")
         if self.guidance:
             lines.append(f"Guidance: {len(self.guidance)} responses get the file's guidance")
-        with_p = len(_distributions(self))
+        with_p = len(_with_distributions(self))
         if with_p:
             lines.append(f"Model distributions: {with_p} of the new ratings come with one")
         lines.append(f"Duplicates skipped: {self.duplicates}")
@@ -264,22 +264,25 @@ def _apply(bank, plan: ImportPlan) -> tuple[ImportPlan, int]:
     if fresh.guidance:
         bank.set_guidances(plan.profile, fresh.guidance)
     added = bank._add_parsed_ratings(plan.profile, fresh.new)
-    distributions = _distributions(fresh)
-    if distributions:
-        bank.set_model_distributions(plan.profile, distributions)
+    with_p = _with_distributions(fresh)
+    if with_p:
+        # the file's vectors follow its response order; the profile's may differ
+        where = {r: i for i, r in enumerate(fresh.parsed.responses)}
+        order = [where[r] for r in fresh.responses]
+        stored = fresh.parsed.model_distributions
+        bank.set_model_distributions(plan.profile, {
+            r.id: [stored[r.id][i] for i in order] for r in with_p})
     return fresh, added
 
 
-def _distributions(plan: ImportPlan) -> dict[str, list[float]]:
-    """The file's model distributions of the ratings the plan adds, in the profile's response
-    order; none where the profile's set is not the file's (they would not describe it)."""
+def _with_distributions(plan: ImportPlan) -> list[Rating]:
+    """The ratings the plan adds whose model distribution the file carries and the import
+    stores: none where the profile's response set is not the file's (they would not describe
+    it)."""
     p = plan.parsed
     if not p.model_distributions or set(plan.responses) != set(p.responses):
-        return {}
-    where = {r: i for i, r in enumerate(p.responses)}
-    order = [where[r] for r in plan.responses]
-    return {r.id: [p.model_distributions[r.id][i] for i in order] for r in plan.new
-            if r.id in p.model_distributions}
+        return []
+    return [r for r in plan.new if r.id in p.model_distributions]
 
 
 def import_file(bank, path: str | os.PathLike, profile: str, *, format: str | None = None,
