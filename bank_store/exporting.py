@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .files import write_private_atomic
-from .reading import NATIVE_FORMAT, NATIVE_VERSION
+from .reading import MAX_BANK_FILE_BYTES, NATIVE_FORMAT, NATIVE_VERSION
 from .records import Rating, json_string, json_value, utc_now
 
 
@@ -32,7 +32,9 @@ def _rating_line(r: Rating) -> str:
 
 
 def export_native(bank, profile: str, path: str | os.PathLike) -> int:
-    """Write the profile and all its ratings; returns the number of ratings written."""
+    """Write the profile and all its ratings; returns the number of ratings written. The stored
+    model distributions go with them unless the file would then pass the size a bank file may
+    have (MAX_BANK_FILE_BYTES): a file this app could not read back is never written for them."""
     with bank.transaction(write=False):
         p = bank.get_profile(profile)
         ratings = bank.ratings(profile)
@@ -49,7 +51,14 @@ def export_native(bank, profile: str, path: str | os.PathLike) -> int:
             "model_distributions": distributions}
     # one rating per line: diffable, and far smaller than indent=2
     body = ",\n".join(map(_rating_line, ratings))
-    text = json.dumps(head, ensure_ascii=False)[:-1] + ', "ratings": [\n' + body + "\n]}\n"
+
+    def document() -> str:
+        return json.dumps(head, ensure_ascii=False)[:-1] + ', "ratings": [\n' + body + "\n]}\n"
+
+    text = document()
+    if distributions and len(text.encode("utf-8")) > MAX_BANK_FILE_BYTES:
+        head["model_distributions"] = {}
+        text = document()
     write_private_atomic(path, _encode(Path(path), text))
     return len(ratings)
 

@@ -333,3 +333,22 @@ def test_the_models_distributions_travel_with_a_native_file(bank, tmp_path):
     report = import_file(bank, path, "Other", on_mismatch="keep")
     assert "Model distributions" not in report.summary()
     assert bank.rating_count("Other") == 2 and bank.model_distributions("Other")[0] == []
+
+
+def test_distributions_that_would_pass_the_file_size_limit_stay_behind(bank, tmp_path,
+                                                                       monkeypatch):
+    from bank_store import exporting
+
+    bank.create_profile("P", ["a", "b", "c"])
+    for i in range(20):
+        bank.add_rating("P", f"x {i}", "a", "b", model_distribution=[0.6, 0.3, 0.1])
+    path = tmp_path / "p.json"
+    export_native(bank, "P", path)
+    with_p = path.stat().st_size
+    monkeypatch.setattr(exporting, "MAX_BANK_FILE_BYTES", with_p - 1)
+    export_native(bank, "P", path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert path.stat().st_size < with_p and doc["model_distributions"] == {}
+    assert len(doc["ratings"]) == 20
+    import_file(bank, path, "Copy")
+    assert bank.rating_count("Copy") == 20
