@@ -97,7 +97,7 @@ class EvidenceRule:
         self.response_vecs = response_vecs
         self._classifier: Callable[[np.ndarray], np.ndarray] | None = None
         r = len(index.responses)
-        prior_bank = estimate_bank = None
+        prior_bank = estimate_bank = training = texts = None
         # counted on the ratings whose distribution this model gave: a one-hot y' in its place
         # cost 1-3 points where the features helped with the real ones (banking77 at 400-500,
         # massive_scenario at 100-300 ratings)
@@ -110,14 +110,13 @@ class EvidenceRule:
                                                             for y in index.responses])
             if self.response_vecs is not None:
                 prior_bank = mz.response_prior(index.embeddings, self.response_vecs)
-            estimate_bank = logreg_out_of_fold(*self._training(weight), r,
-                                               always=self._text_rows(weight))
+            training, texts = self._training(weight), self._text_rows(weight)
+            estimate_bank = logreg_out_of_fold(*training, r, always=texts)
         with one_blas_thread():     # small matrices: see one_blas_thread
             tuned = tune_evidence(index, counts, prior_bank, estimate_bank, cancel=cancel).params
         self.params = replace(tuned, model_features=weight if tuned.bank_weight else 0.0)
-        if self.params.bank_weight:
-            self._classifier = fit_logreg(*self._training(weight), r,
-                                          always=self._text_rows(weight))
+        if self.params.bank_weight:     # tuned above: there was an estimate to weigh
+            self._classifier = fit_logreg(*training, r, always=texts)
 
     def _training(self, weight: float) -> tuple[np.ndarray, np.ndarray]:
         """The bank classifier's training rows: the rated instances and the user's answers."""
