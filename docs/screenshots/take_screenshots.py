@@ -46,9 +46,9 @@ def seed_bank(bank_path: Path) -> None:
     extra = [("When will my card arrive?", "card arrival"), ("My card still hasn't arrived", "card arrival")]
     for text, label in [(q.text, q.label) for q in queries] + extra:
         trace = engine.propose(text)
-        rating = bank.add_rating(SAMPLE_PROFILE_NAME, text, trace.model_response, label,
-                                 source="rated", strategy="vanilla", fingerprint=backend.fingerprint)
-        bank.set_model_distributions(SAMPLE_PROFILE_NAME, {rating.id: trace.model_p})  # as the Rate view
+        bank.add_rating(SAMPLE_PROFILE_NAME, text, trace.model_response, label, source="rated",
+                        strategy="vanilla", fingerprint=backend.fingerprint,
+                        model_distribution=trace.model_p)       # as the Rate view stores it
         print(f"rated {text!r}: model {trace.model_response!r} -> {label!r}", flush=True)
     backend.close()
     bank.close_all()
@@ -84,9 +84,9 @@ def seed_curve_bank(bank_path: Path) -> None:
     for i, (text, label) in enumerate(curve_queries(), 1):
         trace = engine.propose(text)
         agreed += trace.model_response == label
-        rating = bank.add_rating(SAMPLE_PROFILE_NAME, text, trace.model_response, label,
-                                 source="rated", strategy="vanilla", fingerprint=backend.fingerprint)
-        bank.set_model_distributions(SAMPLE_PROFILE_NAME, {rating.id: trace.model_p})
+        bank.add_rating(SAMPLE_PROFILE_NAME, text, trace.model_response, label, source="rated",
+                        strategy="vanilla", fingerprint=backend.fingerprint,
+                        model_distribution=trace.model_p)
         print(f"{i}: model agreed {agreed} of {i}", flush=True)
     backend.close()
     bank.close_all()
