@@ -176,9 +176,11 @@ def evaluate_positions(index: RatingIndex, positions, cancel=None,
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top], kind="stable")]
         qvec = index.embeddings[i][None, :].astype(np.float64)
+        # rating i's stored p is what its own model said, as the engine asked then would have
+        # had it (the counts above are that model's too); only a missing one is not known
         final = rule.scores(index.model_p[i][None, :], qvec, counts, index.model_idx[top][None, :],
                             index.user_idx[top][None, :], sims[top][None, :],
-                            known=index.model_p_stored[i:i + 1] & index.current[i:i + 1])[0]
+                            known=index.model_p_stored[i:i + 1])[0]
         out.append((m == u, int(np.argmax(final)) == u))
     return out
 
