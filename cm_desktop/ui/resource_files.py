@@ -17,7 +17,7 @@ from cm_desktop.datasets import DatasetError, Query, read_queries  # noqa: F401 
 
 SAMPLE_PROFILE_NAME = "Banking77 (sample)"
 SAMPLE_PROFILE_DESCRIPTION = ("The 77 intents of the Banking77 dataset (Casanueva et al. 2020, CC BY 4.0) "
-                              "with a few dozen sample queries.")
+                              "with 770 sample queries (10 per intent).")
 STYLE_PROFILE_NAME = "Answer style (sample)"
 STYLE_PROFILE_DESCRIPTION = ("How you like answers written (short answer, step by step, just the "
                              "code, ...): rate which style you mean for which kind of question.")

@@ -16,6 +16,8 @@ from PySide6.QtCore import QEvent, QMetaObject, QObject, Qt
 from PySide6.QtWidgets import QDialog
 
 from cm_desktop.cancel import Cancelled
+from cm_desktop.cm.retrieval import normalise_text
+from cm_desktop.cm.user_curve import FLAT_SPAN
 from cm_desktop.settings import Settings
 from cm_desktop.ui.ops import BankQuery, FileTask, ModelJob
 from cm_desktop.ui.resource_files import SAMPLE_PROFILE_NAME, sample_queries, sample_responses
@@ -45,7 +47,12 @@ def test_sample_resources_ship_with_licence():
     assert "CC BY 4.0" in (res / "LICENSE.txt").read_text() and "Casanueva" in (res / "LICENSE.txt").read_text()
     queries = [json.loads(line) for line in (res / "queries.jsonl").read_text().splitlines()]
     responses = set(sample_responses())
-    assert len(queries) >= 24 and all(q["input"] and q["label"] in responses for q in queries)
+    assert all(q["input"] and q["label"] in responses for q in queries)
+    # enough to rate past the user's curve's flattening span several times over, every intent
+    # in it, and no query twice
+    assert len(queries) >= 10 * FLAT_SPAN
+    assert {q["label"] for q in queries} == responses
+    assert len({normalise_text(q["input"]) for q in queries}) == len(queries)
 
 
 def test_new_profile_dialog_validates_and_selects(app_window, qtbot):
