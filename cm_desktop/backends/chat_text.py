@@ -8,6 +8,12 @@ from typing import Sequence
 TRANSCRIPT_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 # A base model keeps writing the dialogue: any new turn, its own included, ends the reply.
 TRANSCRIPT_STOPS = ("\nUser:", "\nSystem:", "\nAssistant:")
+# A base model that continues a transcript often answers by repeating a user turn word for word,
+# the message itself or a worked example's. So the reply may not open with a token a user turn
+# opens with, unless a reply in the transcript opens with it too (then it is a way replies open).
+# Measured with benchmarks/answer_bench.py (100 held-out Banking77 queries, the sample's
+# guidance): replies stating a key fact 66 -> 95 of 100.
+BAN_ECHO_OPENERS = True
 
 # A reply whose last RUNAWAY_SPAN or more tokens repeat one block of at most RUNAWAY_PERIOD
 # tokens (three times at least) is in a loop ("1000000000…", "I have a card. I have a card. …"):
@@ -28,6 +34,13 @@ def render_transcript(messages: Sequence[dict]) -> str:
     """Chat messages as a plain dialogue a base model continues with the assistant's reply."""
     turns = [f"{TRANSCRIPT_ROLES[m['role']]}: {m['content'].strip()}" for m in messages]
     return "\n".join(turns) + "\nAssistant:"
+
+
+def turn_openings(messages: Sequence[dict], role: str) -> list[str]:
+    """Each `role` turn's text as it would follow "Assistant:" in a transcript (a space, then the
+    text): the turns whose first tokens the reply's first token is checked against."""
+    return sorted({" " + m["content"].strip() for m in messages
+                   if m.get("role") == role and m.get("content", "").strip()})
 
 
 def split_stop_prefix(text: str, stops: Sequence[str] = TRANSCRIPT_STOPS) -> tuple[str, str]:

@@ -14,10 +14,12 @@ from typing import Iterator, Sequence
 
 from cm_desktop.backends.base import BackendError
 from cm_desktop.backends.chat_text import (
+    BAN_ECHO_OPENERS,
     TRANSCRIPT_STOPS,
     StopScanner,
     render_transcript,
     runaway_repetition,
+    turn_openings,
 )
 from cm_desktop.cancel import CancelToken, check
 
@@ -55,9 +57,26 @@ class ChatGeneration:
                                    f"({max_tokens}) do not fit the context of {self.n_ctx} tokens")
             del msgs[older[0]]
 
-    def _sampler(self, temperature: float):
+    def barred_openers(self, messages: Sequence[dict]) -> list[int]:
+        """Tokens the reply to `messages` may not begin with: in a transcript, the first token of
+        each user turn that no reply's first token is (chat_text.BAN_ECHO_OPENERS); none with a
+        chat template."""
+        if self.chat_mode != "transcript" or not BAN_ECHO_OPENERS:
+            return []
+
+        def firsts(role: str) -> set[int]:
+            return {ids[0] for ids in (self._token_ids(text, prompt=False)
+                                       for text in turn_openings(messages, role)) if ids}
+        return sorted(firsts("user") - firsts("assistant"))
+
+    def _sampler(self, temperature: float, barred: Sequence[int] = ()):
         lib, o = self._lib, self.options
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if barred:
+            bias = (lib.llama_logit_bias * len(barred))(
+                *[lib.llama_logit_bias(token=t, bias=float("-inf")) for t in barred])
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_logit_bias(
+                self.n_vocab, len(barred), bias))
         if o.repeat_penalty > 1.0 and o.repeat_last_n > 0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_penalties(
                 self.n_vocab, o.repeat_last_n, o.repeat_penalty, 0.0, 0.0))
@@ -79,13 +98,15 @@ class ChatGeneration:
         return buf.raw[:n]
 
     def _generate(self, seq: int, prompt: list[int], *, max_tokens: int, temperature: float,
-                  stops: Sequence[str], cancel: CancelToken | None, counter: str
-                  ) -> Iterator[str]:
-        """Stream the reply to `prompt` from sequence `seq` (which keeps prompt and reply)."""
+                  stops: Sequence[str], cancel: CancelToken | None, counter: str,
+                  barred_first: Sequence[int] = ()) -> Iterator[str]:
+        """Stream the reply to `prompt` from sequence `seq` (which keeps prompt and reply);
+        barred_first: tokens the reply may not begin with."""
         lib = self._lib
         self._ensure_prefix(seq, prompt, cancel, counter)
         held = self._held[seq]
         sampler = self._sampler(temperature)
+        first = self._sampler(temperature, barred_first) if barred_first else None
         text = codecs.getincrementaldecoder("utf-8")("replace")
         scanner = StopScanner(stops)
         generated: list[int] = []
@@ -94,7 +115,11 @@ class ChatGeneration:
         try:
             for i in range(max_tokens):
                 check(cancel)
-                token = lib.llama_sampler_sample(sampler, self._ctx, -1)
+                if i == 0 and first is not None:
+                    token = lib.llama_sampler_sample(first, self._ctx, -1)
+                    lib.llama_sampler_accept(sampler, token)   # the repeat penalty's history
+                else:
+                    token = lib.llama_sampler_sample(sampler, self._ctx, -1)
                 if lib.llama_vocab_is_eog(self._vocab, token):
                     self.last_stop_reason = "eog"
                     break
@@ -117,4 +142,6 @@ class ChatGeneration:
             # what the scanner still holds is the start of a stop string cut off: not shown
         finally:
             lib.llama_sampler_free(sampler)
+            if first is not None:
+                lib.llama_sampler_free(first)
 

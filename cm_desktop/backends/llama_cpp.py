@@ -374,7 +374,8 @@ class LlamaCppBackend(BranchScoring, ChatGeneration, Backend):
             tokens, stops = self._fit(msgs, max_tokens)
             yield from self._generate(self.chat_seq, tokens, max_tokens=max_tokens,
                                       temperature=temperature, stops=stops, cancel=cancel,
-                                      counter="chat_tokens")
+                                      counter="chat_tokens",
+                                      barred_first=self.barred_openers(msgs))
 
     def close(self) -> None:
         with self._lock:

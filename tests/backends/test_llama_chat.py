@@ -93,6 +93,7 @@ def test_a_gguf_with_a_chat_template_chats_through_it(templated_gguf):
         assert len(turn) == 1 and fed.count(turn[0]) == 4  # three turns + the reply's own
         assert fed[0] == backend._llm.token_bos() and fed[1] != fed[0]  # one BOS, not two
         assert "<start_of_turn>" not in reply and "<end_of_turn>" not in reply
+        assert backend.barred_openers(messages) == []   # a chat model's reply may open freely
     finally:
         backend.close()
 
@@ -103,6 +104,57 @@ def test_the_base_model_keeps_the_plain_transcript(llama_backend):
         llama_backend._llm.tokenize(b"User: Hi", add_bos=False, special=False))
     text, bos, stops = llama_backend.chat_prompt([{"role": "user", "content": "Hi"}])
     assert text == "User: Hi\nAssistant:" and bos and "\nUser:" in stops
+
+
+# Messages whose replies, written from the sample's guidance at temperature 0, repeated a user turn
+# word for word before a reply could not open with one: the first its own message, the second a
+# worked example's "I can't get into my account anymore."
+ECHOED = (("I'm not in the UK, can I get a card?", "country support"),
+          ("Can you remove my account please?", "terminate account"))
+
+
+def test_a_base_model_reply_does_not_open_with_a_user_turn(llama_backend):
+    from cm_desktop.cm import chat
+    from cm_desktop.ui.resource_files import sample_guidance
+
+    guidance = {g.response: g.text for g in sample_guidance()}
+    for message, meaning in ECHOED:
+        messages = chat.reply_messages(llama_backend, message, meaning, guidance[meaning])
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        replies = [m["content"] for m in messages if m["role"] == "assistant"]
+        assert len(users) == 3 and len(replies) == 2   # two worked turns, then the message
+
+        def first(text):
+            return llama_backend._token_ids(" " + text.strip(), prompt=False)[0]
+        firsts = {first(u) for u in users}
+        # the worked replies state their note's facts: they open with none of those tokens
+        assert not firsts & {first(r) for r in replies}
+        assert set(llama_backend.barred_openers(messages)) == firsts
+        prompt = llama_backend.chat_prompt_tokens(messages)
+        reply = "".join(llama_backend.stream_chat(messages, max_tokens=24, temperature=0.0))
+        fed = llama_backend._held[llama_backend.chat_seq]   # the prompt, then the reply's tokens
+        assert fed[:len(prompt)] == prompt and len(fed) > len(prompt) and reply.strip()
+        # the reply's first token is none of the user turns' first tokens: it repeats none
+        assert fed[len(prompt)] not in firsts, (message, reply)
+        assert not any(u.strip().startswith(reply.strip()[:12]) for u in users), (message, reply)
+
+
+def test_a_token_a_reply_opens_with_is_never_barred(llama_backend):
+    # without guidance the worked replies open with "I" ("I'm sorry ...", "I can help ..."), as
+    # does a worked user turn ("I can't get into my account anymore"): replies may open so
+    messages = chat_messages_without_guidance("My card was declined in a shop")
+    i = llama_backend._token_ids(" I", prompt=False)[0]
+    assert any(m["role"] == "user" and m["content"].startswith("I ") for m in messages)
+    assert any(m["role"] == "assistant" and m["content"].startswith("I") for m in messages)
+    barred = llama_backend.barred_openers(messages)
+    assert barred and i not in barred
+    assert llama_backend._token_ids(" My", prompt=False)[0] in barred   # "My card was declined"
+
+
+def chat_messages_without_guidance(message):
+    from cm_desktop.cm import chat
+
+    return chat.reply_messages(None, message, "declined card payment", "")
 
 
 def conversation_turn(backend, history, question, max_tokens=12):
