@@ -11,8 +11,9 @@ prompt leaks, the follow-up decision rule, and time to first token over a conver
    (case, punctuation and word order ignored). A reply *leaks* when the raw model text contains
    the prompt's note labels, its instruction or a role marker (counted before and after the
    reply cleaner that the app and `cm chat` use).
-3. The follow-ups (benchmarks/data/followups.jsonl, written for this): the second turn decided
-   alone vs together with the previous user turn; share with the right meaning.
+3. The follow-ups (benchmarks/data/followups.jsonl, written for this: pairs that keep the thread
+   and pairs that change the subject): the second turn decided by each of chat.FOLLOWUP_RULES;
+   share with the right meaning.
 4. One ten-turn conversation: time to the first reply token at each turn.
 """
 
@@ -60,6 +61,8 @@ def raw_and_shown(backend, messages, max_tokens):
 
 
 def main() -> int:
+    from cm_desktop.cm import DEFAULT_VARIANT, VARIANTS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
@@ -68,6 +71,8 @@ def main() -> int:
                     "bank as it is)")
     ap.add_argument("--bank-file", help="reuse (or create) this bank instead of a temporary one")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS,
+                    help="CM's memory variant for the decisions (default: the app's)")
     ap.add_argument("--max-tokens", type=int, default=80)
     ap.add_argument("--turns", type=int, default=10, help="0 skips the time-to-first-token part")
     ap.add_argument("--followups", type=int, default=None,
@@ -107,7 +112,7 @@ def main() -> int:
                                    profile)
             print(f"bank: {bank.rating_count(profile)} ratings ({report.added} new, "
                   f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-        engine = CMEngine(backend, bank, profile, variant="instance")
+        engine = CMEngine(backend, bank, profile, variant=args.variant)
     facts = {g.response: g.key_facts for g in sample_guidance(profile)}
     guidance = bank.guidance(profile)
     queries = held_out_queries(load_dataset(DATA / "small.jsonl"), bank, profile, None,
@@ -161,7 +166,7 @@ def main() -> int:
     ttft = []
     for turn in range(args.turns if engine is not None else 0):
         rec = pool[turn]
-        trace = engine.decide(chat.decision_text(rec["input"], history))
+        trace = chat.decide_turn(engine, rec["input"], history)
         msgs = chat.reply_messages(backend, rec["input"], trace.chosen,
                                    guidance.get(trace.chosen, ""), history, args.max_tokens,
                                    guidance_of=guidance)
@@ -180,20 +185,26 @@ def main() -> int:
                     {"role": "assistant", "content": reply, "meaning": trace.chosen}]
     figures["ttft_s"] = [round(x, 3) for x in ttft]
     figures["ttft_turn_last_over_first"] = ttft[-1] / ttft[0] if ttft else None
-    # follow-ups: the second turn decided alone vs with the previous user turn
+    # follow-ups: the second turn decided by each rule, on pairs that keep the thread and pairs
+    # that change the subject
     follow = [json.loads(line) for line in FOLLOWUPS.read_text(encoding="utf-8").splitlines()
               if line.strip()][:args.followups]
-    hits = {rule: 0 for rule in chat.FOLLOWUP_RULES}
+    hits = {(rule, keeps): 0 for rule in chat.FOLLOWUP_RULES for keeps in (True, False)}
     for f in follow if engine is not None else ():
         history = [{"role": "user", "content": f["first"]},
                    {"role": "assistant", "content": ""}]
         for rule in chat.FOLLOWUP_RULES:
-            chosen = engine.decide(chat.decision_text(f["followup"], history, rule)).chosen
-            hits[rule] += chosen == f["label"]
-            print(json.dumps({"followup": f["followup"], "rule": rule, "chosen": chosen,
+            trace = chat.decide_turn(engine, f["followup"], history, rule)
+            hits[rule, f["keeps_thread"]] += trace.chosen == f["label"]
+            print(json.dumps({"followup": f["followup"], "keeps_thread": f["keeps_thread"],
+                              "rule": rule, "chosen": trace.chosen, "decided_on": trace.query,
                               "label": f["label"]}), flush=True)
+    keeping = sum(f["keeps_thread"] for f in follow)
     for rule in chat.FOLLOWUP_RULES:
-        figures[f"followup_{rule}"] = hits[rule] / len(follow) if follow else None
+        right = hits[rule, True] + hits[rule, False]
+        figures[f"followup_{rule}"] = right / len(follow) if follow else None
+        figures[f"followup_{rule}_thread"] = f"{hits[rule, True]} / {keeping}"
+        figures[f"followup_{rule}_change"] = f"{hits[rule, False]} / {len(follow) - keeping}"
     figures["followups"] = len(follow)
     figures["followup_rule_in_use"] = chat.FOLLOWUP_RULE
 

@@ -95,7 +95,7 @@ def cmd_chat(args) -> int:
                 out.flush()
                 continue
             bank.add_message(conv.id, "user", text)
-            last = engine.decide(chat.decision_text(text, history))
+            last = chat.decide_turn(engine, text, history)
             guidance = bank.guidance_for(profile, last.chosen)
             messages = chat.reply_messages(backend, text, last.chosen, guidance, history,
                                            args.max_tokens, guidance_of=bank.guidance(profile))

@@ -1,9 +1,10 @@
 """One chat turn, shared by `cm chat` and the app's Chat view: what CM decides on, the answer
 prompt within the model's context, and the reply as the user sees it.
 
-A turn: decide on `decision_text(message, history)` (a follow-up is decided together with the
-previous user turn, see FOLLOWUP_RULE), build `reply_messages(...)` from the chosen response, its
-guidance and the conversation so far, and stream the reply through `clean_reply`, which ends it
+A turn: decide with `decide_turn(engine, message, history)` (a follow-up is decided alone and
+together with the previous user turn, and the more confident decision kept: FOLLOWUP_RULE), build
+`reply_messages(...)` from the chosen response, its guidance and the conversation so far, and
+stream the reply through `clean_reply`, which ends it
 where the model starts writing prompt text or a new turn.
 """
 
@@ -13,13 +14,18 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from cm_desktop.cm import strategies as st
 
-# How a message is decided when earlier user turns exist: "alone" (the message only) or
-# "with_previous" (the previous user turn, then the message). Measured by benchmarks/answer_bench.py
-# on 25 written two-turn follow-ups (benchmarks/data/followups.jsonl) with a 94-rating Banking77
-# bank: "with_previous" picked the right meaning for 11 of 25 (10 of the 20 that keep the thread),
-# "alone" for 5 of 25 (2 of 20); on the 5 that change the subject "alone" did better (3 vs 1).
-FOLLOWUP_RULES = ("alone", "with_previous")
-FOLLOWUP_RULE = "with_previous"
+# How a message is decided when earlier user turns exist: "alone" (the message only),
+# "with_previous" (the previous user turn, then the message), or "more_confident" (both, and the
+# decision whose top score is higher: a follow-up alone says little and a new subject says much).
+# Measured by benchmarks/answer_bench.py on the written two-turn pairs of
+# benchmarks/data/followups.jsonl (20 that keep the thread, 20 that change the subject, 5 of them
+# with a marker such as "By the way") with a 100-rating Banking77 bank, evidence memory: right
+# meaning for 29 of 40 with "more_confident" (11 / 20 thread, 18 / 20 change), 21 of 40 with
+# "with_previous" (13 / 20, 8 / 20), 21 of 40 with "alone" (2 / 20, 19 / 20). It costs a second
+# decision (one model pass) for each message after the first.
+FOLLOWUP_RULES = ("alone", "with_previous", "more_confident")
+FOLLOWUP_RULE = "more_confident"
+
 
 # Tokens kept free for the reply besides max_tokens (stop strings, the role marker).
 _REPLY_MARGIN = 16
@@ -38,14 +44,42 @@ def previous_user_turn(history: Sequence[dict]) -> str | None:
     return None
 
 
-def decision_text(message: str, history: Sequence[dict] = (), rule: str = FOLLOWUP_RULE) -> str:
-    """What CM decides on for `message` given the conversation so far."""
+def decision_texts(message: str, history: Sequence[dict] = (),
+                   rule: str = FOLLOWUP_RULE) -> list[str]:
+    """What CM decides on for `message` given the conversation so far: one text, or (the rule
+    "more_confident" on a follow-up) the message alone and with the previous user turn."""
     if rule not in FOLLOWUP_RULES:
         raise ValueError(f"unknown follow-up rule {rule!r}; choose one of {FOLLOWUP_RULES}")
     previous = previous_user_turn(history)
     if rule == "alone" or previous is None:
-        return message
-    return f"{previous.strip()} {message.strip()}"
+        return [message]
+    together = f"{previous.strip()} {message.strip()}"
+    return [together] if rule == "with_previous" else [message, together]
+
+
+def confidence(trace) -> float:
+    """How sure a decision is: its chosen response's score (the top of its posterior)."""
+    return max(trace.scores.values(), default=0.0)
+
+
+def decide_turn(engine, message: str, history: Sequence[dict] = (), rule: str = FOLLOWUP_RULE,
+                cancel=None):
+    """CM's decision (a Trace) for `message` in the conversation so far, by `rule`; of two
+    decisions the more confident, the message alone on a tie. The trace's query is the text it
+    decided on; with two, its passes and seconds are both decisions' and `followup` says which
+    was kept."""
+    traces = [engine.decide(text, cancel=cancel)
+              for text in decision_texts(message, history, rule)]
+    kept = max(traces, key=confidence)
+    if len(traces) == 2:
+        alone, together = traces
+        kept.passes = alone.passes + together.passes
+        kept.seconds = alone.seconds + together.seconds
+        kept.followup = (
+            f"decided {'on this message alone' if kept is alone else 'with your previous message'}"
+            f" (top score {confidence(alone):.2f} alone, {confidence(together):.2f} with the "
+            f"previous message)")
+    return kept
 
 
 def token_counter(backend) -> Callable[[str], int]:

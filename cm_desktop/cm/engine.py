@@ -43,6 +43,8 @@ class Trace:
     # the model's whole p(y'|x) over the response set, kept for a rating made from this trace
     # (the bank stores it beside the rating); not part of the stored trace (to_dict)
     model_p: list[float] = field(default_factory=list)
+    # how a follow-up was decided when two texts were (cm.chat.decide_turn); "" otherwise
+    followup: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -60,7 +62,8 @@ class Trace:
                    [(str(r), int(n)) for r, n in d["candidates"]], str(d["chosen"]),
                    str(d["rule"]), int(d["passes"]), float(d["seconds"]),
                    [(str(x), str(y), float(s)) for x, y, s in d.get("neighbours", [])],
-                   {str(k): float(v) for k, v in d.get("scores", {}).items()})
+                   {str(k): float(v) for k, v in d.get("scores", {}).items()},
+                   followup=str(d.get("followup", "")))
 
     def explain(self) -> str:
         """What was decided and why, in a few lines (the Chat view's Why panel, `/why` in `cm chat`)."""
@@ -76,6 +79,8 @@ class Trace:
             lines.append("Nearest rated:")
             lines.extend(f"   “{short(x)}” → {y}  (similarity {s:.2f})" for x, y, s in self.neighbours[:5])
         lines.append(f"Memory {self.variant}, strategy {self.strategy}: rule {self.rule}")
+        if self.followup:
+            lines.append(f"Follow-up: {self.followup}")
         lines.append(f"Answer chosen: {self.chosen}   ·   {self.passes} model pass"
                      f"{'es' if self.passes != 1 else ''}, {self.seconds:.2f} s")
         return "\n".join(lines)

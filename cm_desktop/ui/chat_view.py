@@ -9,7 +9,8 @@ set, filterable), Regenerate and Copy. Enter sends, Shift+Enter adds a newline, 
 Conversations are kept in the bank (chat_conversations.py): the side list opens, searches, renames and deletes them
 (Ctrl+N starts a new one), the last one is open again after a restart, and a conversation can be
 exported as Markdown. A reply is written from the chosen response, its guidance and the
-conversation so far (cm.chat); a follow-up is decided together with the previous user turn.
+conversation so far (cm.chat); a follow-up is decided alone and together with the previous
+user turn, and the more confident decision kept.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class ChatView(ConversationsMixin, QWidget):
 
         def decide(job):
             engine = job.session.engine_for(profile)
-            trace = engine.decide(chat.decision_text(query, history), cancel=job.cancel)
+            trace = chat.decide_turn(engine, query, history, cancel=job.cancel)
             if chosen is not None:
                 trace.chosen, trace.rule = chosen, "picked by you"
             return trace, job.bank.guidance_for(profile, trace.chosen)

@@ -83,17 +83,63 @@ def test_reply_messages_fit_the_backends_context_with_room_for_the_reply():
     assert msgs[-1]["content"].startswith("and now?") and len(msgs) < 1 + 4 + 20 + 1
 
 
-@pytest.mark.parametrize("rule, expected", [("alone", "how long does that take?"),
-                                            ("with_previous",
-                                             "my card hasn't come how long does that take?")])
+@pytest.mark.parametrize("rule, expected", [
+    ("alone", ["how long does that take?"]),
+    ("with_previous", ["my card hasn't come how long does that take?"]),
+    ("more_confident", ["how long does that take?", "my card hasn't come how long does that take?"])])
 def test_followup_rules(rule, expected):
     history = [{"role": "user", "content": "my card hasn't come"},
                {"role": "assistant", "content": "Sorry to hear that."}]
-    assert chat.decision_text("how long does that take?", history, rule) == expected
+    assert chat.decision_texts("how long does that take?", history, rule) == expected
     # a first message is decided alone whatever the rule
-    assert chat.decision_text("first", [], rule) == "first"
+    assert chat.decision_texts("first", [], rule) == ["first"]
     with pytest.raises(ValueError, match="follow-up rule"):
-        chat.decision_text("x", history, "magic")
+        chat.decision_texts("x", history, "magic")
+
+
+class ScoresByText:
+    """An engine whose decision for a text is set in advance: (chosen, top score)."""
+
+    def __init__(self, decisions):
+        self.decisions, self.asked = decisions, []
+
+    def decide(self, text, cancel=None):
+        from cm_desktop.cm.engine import Trace
+
+        self.asked.append(text)
+        chosen, top = self.decisions[text]
+        return Trace(text, "vanilla", "evidence", chosen, [], [], chosen, "evidence", 1, 0.0,
+                     scores={chosen: top, "other": top / 2})
+
+
+def test_a_followup_keeps_the_more_confident_decision():
+    history = [{"role": "user", "content": "When is my new card going to arrive?"},
+               {"role": "assistant", "content": "Cards arrive within 3-5 working days."}]
+    together = "When is my new card going to arrive? How do I activate it?"
+    # a new subject: the message alone is surer
+    engine = ScoresByText({"How do I activate it?": ("activate my card", 0.6),
+                           together: ("card arrival", 0.3)})
+    trace = chat.decide_turn(engine, "How do I activate it?", history)
+    assert (trace.chosen, trace.query) == ("activate my card", "How do I activate it?")
+    assert engine.asked == ["How do I activate it?", together]
+    # the Why panel says so, and counts both decisions' passes
+    assert trace.passes == 2
+    assert "Follow-up: decided on this message alone (top score 0.60 alone, 0.30 with the " \
+        "previous message)" in trace.explain()
+    assert type(trace).from_dict(trace.to_dict()).followup == trace.followup
+    # the thread kept: with the previous turn it is surer
+    engine = ScoresByText({"How do I activate it?": ("activate my card", 0.2),
+                           together: ("card arrival", 0.3)})
+    trace = chat.decide_turn(engine, "How do I activate it?", history)
+    assert trace.query == together and "decided with your previous message" in trace.explain()
+    # a tie goes to the message alone; a first message costs one decision
+    engine = ScoresByText({"How do I activate it?": ("activate my card", 0.3),
+                           together: ("card arrival", 0.3)})
+    assert chat.decide_turn(engine, "How do I activate it?", history).chosen == "activate my card"
+    engine = ScoresByText({"How do I activate it?": ("activate my card", 0.3)})
+    trace = chat.decide_turn(engine, "How do I activate it?", [])
+    assert engine.asked == ["How do I activate it?"]
+    assert trace.passes == 1 and "Follow-up" not in trace.explain()
 
 
 @pytest.mark.parametrize("pieces, shown", [

@@ -244,3 +244,21 @@ def test_the_bank_classifier_reads_the_models_distribution_stored_and_for_the_qu
     rule = engine.evidence_rule()
     assert rule.params.model_features == evidence.MODEL_FEATURE_WEIGHT and rule.known.all()
     np.testing.assert_allclose(seen[-1][0], trace.model_p, rtol=1e-6)
+
+
+def test_a_followup_is_decided_on_the_surer_of_its_two_texts(llama_backend, profile_bank):
+    from cm_desktop.cm import chat
+
+    for text, meant in [("play some jazz", "music"), ("wake me at six", "alarm"),
+                        ("will it rain later", "weather"), ("how long to boil an egg", "cooking")]:
+        profile_bank.add_rating("p", text, meant, meant)
+    engine = _engine(llama_backend, profile_bank, variant="evidence")
+    history = [{"role": "user", "content": "wake me up at seven tomorrow"},
+               {"role": "assistant", "content": "Alarm set for seven."}]
+    for message in ("and put on some music", "what about the weather?", "make it six"):
+        alone = engine.decide(message)
+        together = engine.decide(f"wake me up at seven tomorrow {message}")
+        kept = chat.decide_turn(engine, message, history)
+        surer = alone if chat.confidence(alone) >= chat.confidence(together) else together
+        assert (kept.query, kept.chosen) == (surer.query, surer.chosen)
+        assert kept.passes == alone.passes + together.passes and kept.followup
