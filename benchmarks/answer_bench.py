@@ -5,8 +5,9 @@ prompt leaks, the follow-up decision rule, and time to first token over a conver
 
 1. A bank for the Banking77 sample profile is estimated from banking77/large.jsonl (the paper's
    step 1, `--bank-proportion`); with --bank-file an earlier bank is reused.
-2. `--queries` held-out queries from banking77/small.jsonl: CM decides (instance memory), then
-   the model writes the reply twice, with the chosen response's guidance (resources/) and without.
+2. `--queries` held-out queries from banking77/small.jsonl: CM decides (`--variant`: the app's
+   memory by default), then the model writes the reply twice, with the chosen response's guidance
+   (resources/) and without.
    A reply *states a key fact* when every word of one of the chosen response's key facts is in it
    (case, punctuation and word order ignored). A reply *leaks* when the raw model text contains
    the prompt's note labels, its instruction or a role marker (counted before and after the
@@ -14,7 +15,8 @@ prompt leaks, the follow-up decision rule, and time to first token over a conver
 3. The follow-ups (benchmarks/data/followups.jsonl, written for this: pairs that keep the thread
    and pairs that change the subject): the second turn decided by each of chat.FOLLOWUP_RULES;
    share with the right meaning.
-4. One ten-turn conversation: time to the first reply token at each turn.
+4. One conversation of `--turns` unrelated held-out queries: time to the first reply token at
+   each turn, and how many turns were decided right (`--followup-rule` decides the later ones).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def raw_and_shown(backend, messages, max_tokens):
 
 
 def main() -> int:
-    from cm_desktop.cm import DEFAULT_VARIANT, VARIANTS
+    from cm_desktop.cm import DEFAULT_VARIANT, VARIANTS, chat
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=100)
@@ -71,6 +73,8 @@ def main() -> int:
                     "bank as it is)")
     ap.add_argument("--bank-file", help="reuse (or create) this bank instead of a temporary one")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--followup-rule", default=chat.FOLLOWUP_RULE, choices=chat.FOLLOWUP_RULES,
+                    help="how each turn after the first of the conversation is decided")
     ap.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS,
                     help="CM's memory variant for the decisions (default: the app's)")
     ap.add_argument("--max-tokens", type=int, default=80)
@@ -163,10 +167,10 @@ def main() -> int:
 
     # time to first token over one conversation
     history: list[dict] = []
-    ttft = []
+    ttft, turn_right = [], []
     for turn in range(args.turns if engine is not None else 0):
         rec = pool[turn]
-        trace = chat.decide_turn(engine, rec["input"], history)
+        trace = chat.decide_turn(engine, rec["input"], history, args.followup_rule)
         msgs = chat.reply_messages(backend, rec["input"], trace.chosen,
                                    guidance.get(trace.chosen, ""), history, args.max_tokens,
                                    guidance_of=guidance)
@@ -177,13 +181,17 @@ def main() -> int:
         first = next(stream, "")
         ttft.append(time.perf_counter() - t)
         reply = first + "".join(stream)
+        turn_right.append(trace.chosen == rec["label"])
         print(json.dumps({"turn": turn + 1, "ttft_s": round(ttft[-1], 3), "chosen": trace.chosen,
+                          "label": rec["label"], "decided_on": trace.query,
                           "prompt_tokens_evaluated":
                               backend.stats.get("chat_tokens_evaluated", 0) - evaluated,
                           "reply": reply}, ensure_ascii=False), flush=True)
         history += [{"role": "user", "content": rec["input"]},
                     {"role": "assistant", "content": reply, "meaning": trace.chosen}]
     figures["ttft_s"] = [round(x, 3) for x in ttft]
+    # the turns are unrelated held-out queries: a decision pulled by the previous turn is wrong
+    figures["turns_right_meaning"] = f"{sum(turn_right)} / {len(turn_right)}"
     figures["ttft_turn_last_over_first"] = ttft[-1] / ttft[0] if ttft else None
     # follow-ups: the second turn decided by each rule, on pairs that keep the thread and pairs
     # that change the subject
