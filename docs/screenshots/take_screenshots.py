@@ -30,6 +30,7 @@ CURVE_RATINGS = 54
 CURVE_TOPICS = 12
 CURVE_DATASET = REPO.parent / "shared" / "datasets" / "banking77" / "small.jsonl"
 CHAT_QUERY = "When is my new card going to arrive?"
+CHAT_NEXT = "Is there a fee for exchanging money?"   # later: decided alone and with CHAT_QUERY
 
 
 def seed_bank(bank_path: Path) -> None:
@@ -193,8 +194,9 @@ def main() -> int:
     window.tabs.setCurrentWidget(chat)
     finished = []
     chat.reply_finished.connect(finished.append)
-    chat.send(CHAT_QUERY)
-    wait(lambda: bool(finished))
+    for n, message in enumerate((CHAT_QUERY, CHAT_NEXT), 1):
+        chat.send(message)
+        wait(lambda: len(finished) == n)
     reply = chat.replies[-1]
     reply.why_button.setChecked(True)
     chat.input.setPlainText("")
@@ -213,7 +215,7 @@ def main() -> int:
     print(f"models listed {time.monotonic() - shown_at:.1f} s after the tab was shown", flush=True)
     shoot("settings")
     print(json.dumps({"chosen": reply.trace.chosen, "model": reply.trace.model_response,
-                      "rule": reply.trace.rule}), flush=True)
+                      "rule": reply.trace.rule, "followup": reply.trace.followup}), flush=True)
     QTimer.singleShot(0, window.close)
     app.exec()
     window.shutdown()
