@@ -4,8 +4,8 @@ prompt within the model's context, and the reply as the user sees it.
 A turn: decide with `decide_turn(engine, message, history)` (a follow-up is decided alone and
 together with the previous user turn, and the more confident decision kept: FOLLOWUP_RULE), build
 `reply_messages(...)` from the chosen response, its guidance and the conversation so far, and
-stream the reply through `clean_reply`, which ends it
-where the model starts writing prompt text or a new turn.
+stream the reply through `clean_reply`, which ends it where the model starts writing prompt text
+or a new turn.
 """
 
 from __future__ import annotations

@@ -153,11 +153,16 @@ class ChatView(ConversationsMixin, QWidget):
         """CM's decision for the reply's message (or, with `chosen`, that meaning), then the reply."""
         history = reply.history
         query = reply.query
+        decided_on = reply.trace.query if reply.trace is not None else query
 
         def decide(job):
             engine = job.session.engine_for(profile)
-            trace = chat.decide_turn(engine, query, history, cancel=job.cancel)
-            if chosen is not None:
+            if chosen is None:
+                trace = chat.decide_turn(engine, query, history, cancel=job.cancel)
+            else:
+                # a meaning the user picked: one decision, on the text decided on before, so
+                # the Why panel still shows what the model and the bank said of it
+                trace = engine.decide(decided_on, cancel=job.cancel)
                 trace.chosen, trace.rule = chosen, "picked by you"
             return trace, job.bank.guidance_for(profile, trace.chosen)
 

@@ -227,9 +227,12 @@ def test_the_raw_toggle_while_a_picked_meaning_is_rewritten_shows_the_new_raw_an
         app_window, llama_backend, qtbot):
     ctx, window, chat = _chat_on_the_model(app_window, llama_backend, qtbot)
     with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
-        reply = chat.send("I ordered a card last week and it has not come")
+        chat.send("I ordered a card last week and it has not come")
+    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+        reply = chat.send("and how long does that take?")       # a follow-up: two decisions
     qtbot.waitUntil(lambda: not chat.is_busy(), timeout=MODEL_WAIT_MS)
     before = reply.trace
+    assert before.passes == 2 and before.followup
     picked = next(r for r in sample_responses() if r not in (before.chosen, before.model_response))
 
     dialog = chat.thumbs_down(reply)
@@ -245,8 +248,11 @@ def test_the_raw_toggle_while_a_picked_meaning_is_rewritten_shows_the_new_raw_an
     assert reply.raw_button.isChecked() and reply.showing == "raw"
     assert reply.header.text() == f"Raw model → {reply.trace.model_response}"
     assert reply.answers["raw"].strip() and reply.body.text() == reply.answers["raw"]
-    # the model's response is decided again the same way, and the raw answer is written for it
+    # the model's response is decided again the same way, on the text decided on before and in
+    # one decision, and the raw answer is written for it
     assert reply.trace.model_response == before.model_response != picked
+    assert reply.trace.query == before.query and reply.trace.passes == 1
+    assert not reply.trace.followup
     assert reply.prompts["raw"] != reply.prompts["personal"]
     reply.raw_button.click()
     assert reply.header.text() == f"→ {picked}"
