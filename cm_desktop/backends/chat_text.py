@@ -3,7 +3,7 @@ strings held back across streamed pieces, and the check that ends a reply caught
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 TRANSCRIPT_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 # A base model keeps writing the dialogue: any new turn, its own included, ends the reply.
@@ -41,6 +41,18 @@ def turn_openings(messages: Sequence[dict], role: str) -> list[str]:
     text): the turns whose first tokens the reply's first token is checked against."""
     return sorted({" " + m["content"].strip() for m in messages
                    if m.get("role") == role and m.get("content", "").strip()})
+
+
+def barred_openers(messages: Sequence[dict], token_ids: Callable[[str], Sequence[int]]
+                   ) -> list[int]:
+    """Tokens a transcript's reply may not begin with (BAN_ECHO_OPENERS): the first token of each
+    user turn that is no reply's first token. token_ids: the model's tokenizer, no BOS."""
+    if not BAN_ECHO_OPENERS:
+        return []
+
+    def firsts(role: str) -> set[int]:
+        return {ids[0] for ids in map(token_ids, turn_openings(messages, role)) if len(ids)}
+    return sorted(firsts("user") - firsts("assistant"))
 
 
 def split_stop_prefix(text: str, stops: Sequence[str] = TRANSCRIPT_STOPS) -> tuple[str, str]:

@@ -9,6 +9,9 @@ run as whole prompt+candidate sequences instead — same numbers, more work.
 
 Candidates are tokenized by the base class (Backend.scoring_tokens), as for every backend.
 
+Chat goes through the tokenizer's chat template, or for a model without one (a base model) a
+plain transcript with the rules llama_cpp uses too (chat_text: stop strings, barred openers).
+
 torch and transformers are imported here only, inside functions, so the app starts without them.
 """
 
@@ -33,15 +36,13 @@ from cm_desktop.backends.base import (
     file_fingerprint,
 )
 from cm_desktop.backends.base import Options as _Options
+from cm_desktop.backends.chat_text import (
+    TRANSCRIPT_STOPS,
+    StopScanner,
+    barred_openers,
+    render_transcript,
+)
 from cm_desktop.cancel import CancelToken, Cancelled, check
-
-# Gemma's turn format, for tokenizers (e.g. from a base-model GGUF) that carry no template.
-GEMMA_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
-    "{% else %}{% set role = 'user' %}{% endif %}"
-    "<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n"
-    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
 
 _BATCH = 32  # candidates per forward pass
 
@@ -87,8 +88,11 @@ class HFBackend(Backend):
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelFileError(f"transformers could not load {path}: {exc}") from None
         self.model = model.to(self.device).eval()
-        if not getattr(self.tokenizer, "chat_template", None):
-            self.tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
+        # a tokenizer without a chat template (a base model, e.g. the embedded Gemma's GGUF) is
+        # given a plain transcript, as llama_cpp gives it: as a turn markup it does not know, the
+        # base model echoed the message and its note
+        self.chat_mode = ("template" if getattr(self.tokenizer, "chat_template", None)
+                          else "transcript")
         self.softcap = getattr(model.config, "final_logit_softcapping", None) or \
             getattr(getattr(model.config, "text_config", None), "final_logit_softcapping", None)
         self.cache_repeat = True   # set False once repeating the prompt cache is found unsupported
@@ -197,6 +201,13 @@ class HFBackend(Backend):
                 text = text[:text.index(s)]
         return text
 
+    def chat_prompt_tokens(self, msgs: Sequence[dict]) -> tuple[list[int], tuple[str, ...]]:
+        """The chat prompt's tokens and the stop strings that end the reply."""
+        if self.chat_mode == "transcript":
+            return self._token_ids(render_transcript(msgs), prompt=True), TRANSCRIPT_STOPS
+        text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return self._token_ids(text, prompt=False), ()
+
     def _stream(self, msgs, max_tokens, temperature, cancel) -> Iterator[str]:
         import transformers
         torch = self._torch
@@ -206,8 +217,20 @@ class HFBackend(Backend):
             def __call__(self, input_ids, scores, **kwargs):
                 return stop_flag.is_set() or (cancel is not None and cancel.cancelled)
 
-        text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        ids = torch.tensor([self._token_ids(text, prompt=False)], device=self.device)
+        tokens, stops = self.chat_prompt_tokens(msgs)
+        ids = torch.tensor([tokens], device=self.device)
+        barred = (barred_openers(msgs, lambda text: self._token_ids(text, prompt=False))
+                  if self.chat_mode == "transcript" else [])
+
+        class _BarFirst(transformers.LogitsProcessor):
+            """The reply's first token is none of `barred` (chat_text.barred_openers)."""
+            def __call__(self, input_ids, scores):
+                if input_ids.shape[1] == len(tokens):
+                    scores[:, barred] = float("-inf")
+                return scores
+
+        extra = {"logits_processor": transformers.LogitsProcessorList([_BarFirst()])} \
+            if barred else {}
         streamer = transformers.TextIteratorStreamer(self.tokenizer, skip_prompt=True,
                                                      skip_special_tokens=True)
         errors: list[BaseException] = []
@@ -217,11 +240,13 @@ class HFBackend(Backend):
                 with torch.inference_mode():
                     self.model.generate(ids, streamer=streamer,
                                         stopping_criteria=transformers.StoppingCriteriaList([_Stop()]),
-                                        **self._generate_kwargs(max_tokens, temperature))
+                                        **extra, **self._generate_kwargs(max_tokens, temperature))
             except BaseException as exc:  # reported to the consumer below
                 errors.append(exc)
                 streamer.end()
 
+        scanner = StopScanner(stops)
+        started = False   # a reply's leading blank space is not shown
         with self._lock:
             worker = threading.Thread(target=run, name="cm-hf-generate", daemon=True)
             worker.start()
@@ -229,8 +254,14 @@ class HFBackend(Backend):
                 for piece in streamer:
                     if cancel is not None and cancel.cancelled:
                         raise Cancelled()
-                    if piece:
-                        yield piece
+                    shown = scanner.feed(piece)
+                    if not started:
+                        shown = shown.lstrip()
+                    if shown:
+                        started = True
+                        yield shown
+                    if scanner.stopped:
+                        break
                 if errors:
                     raise BackendError(f"generation failed: {errors[0]}")
             finally:

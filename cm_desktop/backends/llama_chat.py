@@ -14,12 +14,11 @@ from typing import Iterator, Sequence
 
 from cm_desktop.backends.base import BackendError
 from cm_desktop.backends.chat_text import (
-    BAN_ECHO_OPENERS,
     TRANSCRIPT_STOPS,
     StopScanner,
+    barred_openers,
     render_transcript,
     runaway_repetition,
-    turn_openings,
 )
 from cm_desktop.cancel import CancelToken, check
 
@@ -58,16 +57,11 @@ class ChatGeneration:
             del msgs[older[0]]
 
     def barred_openers(self, messages: Sequence[dict]) -> list[int]:
-        """Tokens the reply to `messages` may not begin with: in a transcript, the first token of
-        each user turn that no reply's first token is (chat_text.BAN_ECHO_OPENERS); none with a
-        chat template."""
-        if self.chat_mode != "transcript" or not BAN_ECHO_OPENERS:
+        """Tokens the reply to `messages` may not begin with (chat_text.barred_openers) in a
+        transcript; none with a chat template."""
+        if self.chat_mode != "transcript":
             return []
-
-        def firsts(role: str) -> set[int]:
-            return {ids[0] for ids in (self._token_ids(text, prompt=False)
-                                       for text in turn_openings(messages, role)) if ids}
-        return sorted(firsts("user") - firsts("assistant"))
+        return barred_openers(messages, lambda text: self._token_ids(text, prompt=False))
 
     def _sampler(self, temperature: float, barred: Sequence[int] = ()):
         lib, o = self._lib, self.options

@@ -1,4 +1,5 @@
-"""The hf backend (transformers, CPU float32) on the same GGUF as llama_cpp."""
+"""The hf backend (transformers, CPU float32) on the same GGUF as llama_cpp: scoring, generation,
+cancel, and chat as a transcript for a base model."""
 
 from __future__ import annotations
 
@@ -60,3 +61,26 @@ def test_generation_and_cancel(hf_backend):
             got.append(piece)
             token.cancel()
     assert len(got) == 1
+
+
+def test_a_base_model_chats_in_a_transcript_and_does_not_echo(hf_backend):
+    # the GGUF carries no chat template: a plain transcript, as llama_cpp gives it, whose reply
+    # may not open as a user turn does; with a turn markup it does not know the base model
+    # answered with the message and its note
+    from cm_desktop.cm import chat
+    from cm_desktop.ui.resource_files import sample_guidance
+
+    assert hf_backend.chat_mode == "transcript"
+    guidance = {g.response: g.text for g in sample_guidance()}
+    for message, meaning in (("When is my new card going to arrive?", "card arrival"),
+                             ("Can you remove my account please?", "terminate account")):
+        messages = chat.reply_messages(hf_backend, message, meaning, guidance[meaning])
+        tokens, stops = hf_backend.chat_prompt_tokens(messages)
+        assert "\nUser:" in stops and hf_backend.tokenizer.decode(tokens).endswith("\nAssistant:")
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        firsts = {hf_backend._token_ids(" " + u.strip(), prompt=False)[0] for u in users}
+        reply = "".join(hf_backend.stream_chat(messages, max_tokens=32, temperature=0.0))
+        assert reply.strip() and reply == reply.lstrip()
+        assert hf_backend._token_ids(" " + reply, prompt=False)[0] not in firsts, reply
+        assert not any(u.strip().startswith(reply[:12]) for u in users), reply
+        assert chat.leak_position(reply) < 0, reply     # no note, no new turn in it
