@@ -201,12 +201,14 @@ class HFBackend(Backend):
                 text = text[:text.index(s)]
         return text
 
-    def chat_prompt_tokens(self, msgs: Sequence[dict]) -> tuple[list[int], tuple[str, ...]]:
-        """The chat prompt's tokens and the stop strings that end the reply."""
+    def chat_prompt(self, messages: Sequence[dict]) -> tuple[str, bool, tuple[str, ...]]:
+        """(prompt text, whether tokenizing it adds BOS, stop strings) for chat `messages`, as
+        LlamaCppBackend.chat_prompt."""
         if self.chat_mode == "transcript":
-            return self._token_ids(render_transcript(msgs), prompt=True), TRANSCRIPT_STOPS
-        text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        return self._token_ids(text, prompt=False), ()
+            return render_transcript(messages), True, TRANSCRIPT_STOPS
+        text = self.tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                                  add_generation_prompt=True)
+        return text, False, ()
 
     def _stream(self, msgs, max_tokens, temperature, cancel) -> Iterator[str]:
         import transformers
@@ -217,7 +219,8 @@ class HFBackend(Backend):
             def __call__(self, input_ids, scores, **kwargs):
                 return stop_flag.is_set() or (cancel is not None and cancel.cancelled)
 
-        tokens, stops = self.chat_prompt_tokens(msgs)
+        text, bos, stops = self.chat_prompt(msgs)
+        tokens = self._token_ids(text, prompt=bos)
         ids = torch.tensor([tokens], device=self.device)
         barred = (barred_openers(msgs, lambda text: self._token_ids(text, prompt=False))
                   if self.chat_mode == "transcript" else [])

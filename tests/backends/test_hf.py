@@ -75,8 +75,10 @@ def test_a_base_model_chats_in_a_transcript_and_does_not_echo(hf_backend):
     for message, meaning in (("When is my new card going to arrive?", "card arrival"),
                              ("Can you remove my account please?", "terminate account")):
         messages = chat.reply_messages(hf_backend, message, meaning, guidance[meaning])
-        tokens, stops = hf_backend.chat_prompt_tokens(messages)
-        assert "\nUser:" in stops and hf_backend.tokenizer.decode(tokens).endswith("\nAssistant:")
+        text, bos, stops = hf_backend.chat_prompt(messages)
+        assert text.endswith(f"User: {message}\nSystem: What to tell the user: "
+                             f"{guidance[meaning]}\nAssistant:")
+        assert bos and "\nUser:" in stops
         users = [m["content"] for m in messages if m["role"] == "user"]
         firsts = {hf_backend._token_ids(" " + u.strip(), prompt=False)[0] for u in users}
         reply = "".join(hf_backend.stream_chat(messages, max_tokens=32, temperature=0.0))
