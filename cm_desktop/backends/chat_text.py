@@ -66,11 +66,13 @@ def split_stop_prefix(text: str, stops: Sequence[str] = TRANSCRIPT_STOPS) -> tup
 
 
 class StopScanner:
-    """Feeds streamed text through; shows what cannot be part of a stop string yet, ends at one."""
+    """Feeds a streamed reply through; shows what cannot be part of a stop string yet, ends at
+    one. The reply's leading blank space is not shown."""
 
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = tuple(s for s in stops if s)
         self._held = ""
+        self._started = False
         self.stopped = False
 
     def feed(self, piece: str) -> str:
@@ -79,8 +81,12 @@ class StopScanner:
         hits = [text.find(s) for s in self.stops if s in text]
         if hits:
             self._held, self.stopped = "", True
-            return text[:min(hits)]
-        shown, self._held = split_stop_prefix(text, self.stops)
+            shown = text[:min(hits)]
+        else:
+            shown, self._held = split_stop_prefix(text, self.stops)
+        if not self._started:
+            shown = shown.lstrip()
+            self._started = bool(shown)
         return shown
 
 

@@ -249,7 +249,6 @@ class HFBackend(Backend):
                 streamer.end()
 
         scanner = StopScanner(stops)
-        started = False   # a reply's leading blank space is not shown
         with self._lock:
             worker = threading.Thread(target=run, name="cm-hf-generate", daemon=True)
             worker.start()
@@ -258,10 +257,7 @@ class HFBackend(Backend):
                     if cancel is not None and cancel.cancelled:
                         raise Cancelled()
                     shown = scanner.feed(piece)
-                    if not started:
-                        shown = shown.lstrip()
                     if shown:
-                        started = True
                         yield shown
                     if scanner.stopped:
                         break

@@ -104,7 +104,6 @@ class ChatGeneration:
         text = codecs.getincrementaldecoder("utf-8")("replace")
         scanner = StopScanner(stops)
         generated: list[int] = []
-        started = False  # a reply's leading blank space is not shown
         self.last_stop_reason = "length"
         try:
             for i in range(max_tokens):
@@ -119,10 +118,7 @@ class ChatGeneration:
                     break
                 generated.append(token)
                 piece = scanner.feed(text.decode(self._piece(token)))
-                if not started:
-                    piece = piece.lstrip()
                 if piece:
-                    started = True
                     yield piece
                 if scanner.stopped:
                     self.last_stop_reason = "stop"

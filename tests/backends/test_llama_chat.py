@@ -250,6 +250,9 @@ def test_runaway_rule_and_stop_scanner():
     s = StopScanner(["\nUser:"])
     assert s.feed("Fine.\nUs") == "Fine." and s.feed("ually") == "\nUsually"
     assert split_stop_prefix("Fine.\nYes") == ("Fine.\nYes", "")
+    # a reply's leading blank space is not shown, the blank space after its start is
+    s = StopScanner(["\nUser:"])
+    assert s.feed(" ") == "" and s.feed("\n Hi") == "Hi" and s.feed(" there") == " there"
 
 
 class CancelAfter(CancelToken):
