@@ -95,7 +95,6 @@ def main() -> int:
 
     from bank_store import DiscrepancyBank
     from cm_desktop.backends import load_backend
-    from cm_desktop.cm import chat
     from cm_desktop.cm.engine import CMEngine
     from cm_desktop.cm.estimate import estimate_bank
     from cm_desktop.cm.evaluate import held_out_queries, load_dataset
