@@ -3,7 +3,7 @@
     python benchmarks/curve_tables.py docs/curves/*.json [--sizes 25,50,100,200,500]
 
 Per file and order: accuracy at each size for every method, the margin of the best CM rule over
-the best of model / kNN / logreg, and how many ratings the coverage order needs to reach the
+the best of model / kNN / logreg (and over logreg-tuned, where the file has it), and how many ratings the coverage order needs to reach the
 random order's accuracy at the largest size (linear interpolation between measured sizes).
 """
 
@@ -70,6 +70,10 @@ def table(result: dict, sizes: list[int], cm_method: str) -> str:
             base = max(_acc(rows, order, b, s) for b in BASELINES if b in methods)
             margins.append(f"{100 * (_acc(rows, order, cm_method, s) - base):+.1f}")
         out.append(f"| {cm_method} − best baseline (points) | " + " | ".join(margins) + " |")
+        if "logreg-tuned" in methods:   # logistic regression on the encoder CM reads through
+            tuned = [f"{100 * (_acc(rows, order, cm_method, s) - _acc(rows, order, 'logreg-tuned', s)):+.1f}"
+                     for s in have]
+            out.append(f"| {cm_method} − logreg-tuned (points) | " + " | ".join(tuned) + " |")
         out.append("")
     if {"random", "coverage"} <= set(orders):
         top = max(r["size"] for r in rows if r["order"] == "random")

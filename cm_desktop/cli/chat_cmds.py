@@ -44,9 +44,10 @@ def _bounded(kind, low, high):
 # ---- cm chat ------------------------------------------------------------------------------------
 
 def cmd_chat(args) -> int:
-    from cm_desktop.cli.engine_cmds import _load_backend
+    from cm_desktop.cli.engine_cmds import Progress, _load_backend
     from cm_desktop.cm import chat
     from cm_desktop.cm.engine import CMEngine
+    from cm_desktop.paths import data_dir
 
     if args.profile is None and args.conversation is None:
         raise CLIError("give --profile to start a conversation or --conversation ID to continue one")
@@ -67,6 +68,9 @@ def cmd_chat(args) -> int:
         engine = CMEngine(backend, bank, profile, strategy=args.strategy, variant=args.memory,
                           calibrate=not args.no_calibrate,
                           length_normalise=args.length_normalise)
+        # the app's kept tuning serves here too, and a new one is kept for the app
+        engine.tuned_dir = data_dir() / "tuned-encoders"
+        engine.tuning_progress = Progress("tuning the encoder on your ratings", err)
         if conv is None:
             conv = bank.create_conversation(profile)
         history = chat.history_messages(conv.messages)

@@ -137,7 +137,7 @@ def cmd_curve(args) -> int:
         pool_users=np.array([pos[r["label"]] for r in pool]), p_pool=passes["pool"].p,
         e_pool=vecs[:n_pool], test_users=np.array([pos[r["label"]] for r in test]),
         p_test=passes["test"].p, e_test=vecs[n_pool:n_pool + n_test],
-        e_responses=vecs[n_pool + n_test:])
+        e_responses=vecs[n_pool + n_test:], test_texts=[r["input"] for r in test])
     result = curve.run_curve(data, sizes, orders, args.seed, methods, repeats=args.repeats,
                              window=window, embedder=embedder, progress=Progress("curve"))
     computed = sum(p.computed_now for p in passes.values())

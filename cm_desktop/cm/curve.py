@@ -24,7 +24,8 @@ from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm.evaluate import macro_f1, tune_params
 from cm_desktop.cm.retrieval import RatingIndex, normalise_text
 
-METHODS = ("model", "knn", "logreg", "cm-paper", "cm-marginal", "cm-instance", "cm-evidence")
+METHODS = ("model", "knn", "logreg", "logreg-tuned", "cm-paper", "cm-marginal", "cm-instance",
+           "cm-evidence")
 ORDERS = ("random", "coverage")
 MAX_SIZES = 20
 MAX_REPEATS = 20
@@ -75,6 +76,7 @@ class CurveInputs:
     p_test: np.ndarray
     e_test: np.ndarray
     e_responses: np.ndarray | None = None   # (|R|, d) embeddings of the responses' own text
+    test_texts: list[str] | None = None     # the test queries (a tuned encoder reads them again)
 
     @property
     def pool_model(self) -> np.ndarray:
@@ -155,6 +157,15 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
     sims = data.e_test @ e_bank.T
     preds: dict[str, np.ndarray] = {}
     tuned: dict[str, dict] = {}
+    tuned_once: list = []
+
+    def tuned_view():
+        """(tuned encoder, test vectors, response vectors) through the encoder tuned on this bank,
+        None where the engine would not tune (encoder_tuning.should_tune); tuned once per call."""
+        if not tuned_once:
+            tuned_once.append(_tuned_view(data, bank, embedder, cancel))
+        return tuned_once[0]
+
     for method in methods:
         check(cancel)
         if method == "model":
@@ -164,6 +175,14 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
         elif method == "logreg":
             from cm_desktop.cm.baselines import logreg_predict
             preds[method] = logreg_predict(e_bank, bu, data.e_test, r)
+        elif method == "logreg-tuned":
+            # the baseline on the encoder cm-evidence reads through (the frozen one below the
+            # tuning point): what the tuning alone is worth, without CM
+            from cm_desktop.cm.baselines import logreg_predict
+            through = tuned_view()
+            e_b, e_t = (e_bank, data.e_test) if through is None else \
+                (through[0].encode([data.pool_texts[i] for i in bank]), through[1])
+            preds[method] = logreg_predict(e_b, bu, e_t, r)
         elif method == "cm-paper":
             preds[method] = _paper_predictions(data.p_test, counts)
         elif method == "cm-marginal":
@@ -181,15 +200,34 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
                     int(np.argmax(mz.instance_posterior(data.p_test[j], counts, bm[nb[j]], bu[nb[j]],
                                                         nb_s[j], params)))
                     for j in range(len(data.test_users))])
-            else:   # the engine's own rule
-                rule = EvidenceRule(index, counts, response_vecs=data.e_responses)
+            else:   # the engine's own rule, through the encoder tuned on the bank as there
+                e_test, e_responses, rule_sims = data.e_test, data.e_responses, sims
+                if tuned_view() is not None:
+                    tuned_bank, e_test, e_responses = tuned_view()
+                    index = index.with_embedder(tuned_bank)
+                    rule_sims = e_test @ index.embeddings.T
+                rule = EvidenceRule(index, counts, response_vecs=e_responses)
                 params = rule.params
-                nb, nb_s = _nearest(sims, params.k)
-                preds[method] = rule.posteriors(data.p_test, data.e_test, nb, nb_s).argmax(axis=1)
+                nb, nb_s = _nearest(rule_sims, params.k)
+                preds[method] = rule.posteriors(data.p_test, e_test, nb, nb_s).argmax(axis=1)
             tuned[method] = params.to_dict()
         else:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     return preds, tuned
+
+
+def _tuned_view(data: CurveInputs, bank: np.ndarray, embedder, cancel):
+    from cm_desktop.cm import encoder_tuning as et
+    from cm_desktop.cm.evidence import response_text
+
+    if not (et.should_tune(len(bank), len(data.responses)) and et.can_tune(embedder)):
+        return None
+    if data.test_texts is None:
+        raise ValueError("a curve that tunes the encoder needs the test queries' texts")
+    tuned = et.tune_encoder(embedder, [data.pool_texts[i] for i in bank], data.pool_users[bank],
+                            len(data.responses), cancel=cancel)
+    return (tuned, tuned.encode(data.test_texts),
+            tuned.encode([response_text(y) for y in data.responses]))
 
 
 def run_curve(data: CurveInputs, sizes: Sequence[int], orders: Sequence[str], seed: int,

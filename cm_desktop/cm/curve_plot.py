@@ -12,6 +12,7 @@ STYLE = {
     "model": ("#7f7f7f", ":", "o"),
     "knn": ("#1f77b4", "--", "s"),
     "logreg": ("#17becf", "--", "D"),
+    "logreg-tuned": ("#9467bd", "--", "d"),
     "cm-paper": ("#bcbd22", "-.", "v"),
     "cm-marginal": ("#ff7f0e", "-.", "^"),
     "cm-instance": ("#2ca02c", "-", "P"),

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,6 +46,9 @@ class Trace:
     model_p: list[float] = field(default_factory=list)
     # how a follow-up was decided when two texts were (cm.chat.decide_turn); "" otherwise
     followup: str = ""
+    # the encoder the evidence rule read the query through, when it was tuned on the bank
+    # (encoder_tuning): "tuned on N ratings"; "" for the frozen one
+    encoder: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -63,7 +67,7 @@ class Trace:
                    str(d["rule"]), int(d["passes"]), float(d["seconds"]),
                    [(str(x), str(y), float(s)) for x, y, s in d.get("neighbours", [])],
                    {str(k): float(v) for k, v in d.get("scores", {}).items()},
-                   followup=str(d.get("followup", "")))
+                   followup=str(d.get("followup", "")), encoder=str(d.get("encoder", "")))
 
     def explain(self) -> str:
         """What was decided and why, in a few lines (the Chat view's Why panel, `/why` in `cm chat`)."""
@@ -79,6 +83,8 @@ class Trace:
             lines.append("Nearest rated:")
             lines.extend(f"   “{short(x)}” → {y}  (similarity {s:.2f})" for x, y, s in self.neighbours[:5])
         lines.append(f"Memory {self.variant}, strategy {self.strategy}: rule {self.rule}")
+        if self.encoder:
+            lines.append(f"Similarities read through the encoder {self.encoder}")
         if self.followup:
             lines.append(f"Follow-up: {self.followup}")
         lines.append(f"Answer chosen: {self.chosen}   ·   {self.passes} model pass"
@@ -121,7 +127,14 @@ class CMEngine:
         self._tune = tune and params is None
         # the responses' text embeddings for the evidence rule's prior, kept across refreshes
         # (a rating changes the bank, not the response texts): (responses, vectors)
-        self._response_vecs: tuple[tuple[str, ...], np.ndarray] | None = None
+        self._response_vecs: tuple[tuple, np.ndarray] | None = None
+        # the encoder tuned on the bank (encoder_tuning), kept across refreshes until the bank
+        # has outgrown it: (responses, TunedEmbedder)
+        self._tuned: tuple[tuple[str, ...], object] | None = None
+        # called (step, steps) while the encoder is tuned: the UI shows it as progress
+        self.tuning_progress: Callable[[int, int], None] | None = None
+        # where a tuning is kept between runs (None: not kept; EngineSession sets the app's)
+        self.tuned_dir: Path | None = None
         self.refresh()
 
     # ---- bank state -------------------------------------------------------------------------
@@ -165,25 +178,52 @@ class CMEngine:
         if self._evidence is None:
             from cm_desktop.cm.evidence import EvidenceRule
 
+            index = self._rule_index(cancel)
+            key = (tuple(self.responses), index.embedder.name)
             vecs = self._response_vecs
-            if vecs is not None and vecs[0] != tuple(self.responses):
-                vecs = None         # the profile's response set changed
-            self._evidence = EvidenceRule(self.index, self.counts, cancel=cancel,
+            if vecs is not None and vecs[0] != key:
+                vecs = None         # the response set or the encoder changed
+            self._evidence = EvidenceRule(index, self.counts, cancel=cancel,
                                           response_vecs=None if vecs is None else vecs[1])
             if self._evidence.response_vecs is not None:
-                self._response_vecs = (tuple(self.responses), self._evidence.response_vecs)
+                self._response_vecs = (key, self._evidence.response_vecs)
         return self._evidence
 
+    def _rule_index(self, cancel=None) -> RatingIndex:
+        """The evidence rule's index: the bank's, read through the encoder tuned on the bank
+        once it has enough ratings (encoder_tuning), else as it is."""
+        from cm_desktop.cm import encoder_tuning as et
+
+        if not (et.should_tune(len(self.index), len(self.responses))
+                and et.can_tune(self.embedder)):
+            return self.index
+        responses = tuple(self.responses)
+        kept = (None if self.tuned_dir is None
+                else et.tuned_file(self.tuned_dir, self.bank.path, self.profile_name))
+        if self._tuned is None and kept is not None:
+            loaded = et.load_tuned(self.embedder, responses, kept)
+            self._tuned = None if loaded is None else (responses, loaded)
+        if (self._tuned is None or self._tuned[0] != responses
+                or not self._tuned[1].still_fits(self.index.instances)):
+            tuned = et.tune_encoder(self.embedder, self.index.instances, self.index.user_idx,
+                                    len(responses), cancel=cancel, progress=self.tuning_progress)
+            self._tuned = (responses, tuned)
+            if kept is not None:
+                et.save_tuned(tuned, self.embedder.name, responses, kept)
+        return self.index.with_embedder(self._tuned[1])
+
     # ---- the model's part -------------------------------------------------------------------
-    def query_vector(self, x: str) -> np.ndarray:
-        """The query's embedding; the last few are kept (one query is embedded once, whatever
-        strategies and look-ups it goes through)."""
-        vec = self._qvecs.get(x)
+    def query_vector(self, x: str, index: RatingIndex | None = None) -> np.ndarray:
+        """The query's embedding by `index`'s encoder (default the bank's); the last few are kept
+        (one query is embedded once, whatever strategies and look-ups it goes through)."""
+        index = self.index if index is None else index
+        key = (index.embedder.name, x)
+        vec = self._qvecs.get(key)
         if vec is None:
-            vec = self.index.encode_query(x)
+            vec = index.encode_query(x)
             if len(self._qvecs) >= 8:
                 self._qvecs.pop(next(iter(self._qvecs)))
-            self._qvecs[x] = vec
+            self._qvecs[key] = vec
         return vec
 
     def warm_up(self, cancel=None) -> None:
@@ -272,14 +312,21 @@ class CMEngine:
         if variant not in VARIANTS:
             raise ValueError(f"unknown memory variant {variant!r}")
         t0 = time.perf_counter()
-        rule_k = self.evidence_rule(cancel).k if variant == "evidence" else self.params.k
-        if (variant in ("instance", "evidence") and len(self.index)
-                and (outcome.neighbours is None
-                     or len(outcome.neighbours) < min(rule_k, len(self.index)))):
-            if outcome.query_vec is None:
-                outcome.query_vec = self.query_vector(outcome.query)  # once per outcome
-            outcome.neighbours = self.index.nearest(outcome.query_vec, rule_k)
-        shown = (outcome.neighbours or [])[:rule_k]
+        evidence = self.evidence_rule(cancel) if variant == "evidence" else None
+        rule_k = evidence.k if evidence is not None else self.params.k
+        if evidence is not None and evidence.index is not self.index and len(self.index):
+            # the rule reads the query through the encoder tuned on the bank: its neighbours too
+            query_vec = self.query_vector(outcome.query, evidence.index)
+            shown = evidence.index.nearest(query_vec, rule_k)
+        else:
+            if (variant in ("instance", "evidence") and len(self.index)
+                    and (outcome.neighbours is None
+                         or len(outcome.neighbours) < min(rule_k, len(self.index)))):
+                if outcome.query_vec is None:
+                    outcome.query_vec = self.query_vector(outcome.query)  # once per outcome
+                outcome.neighbours = self.index.nearest(outcome.query_vec, rule_k)
+            query_vec = outcome.query_vec
+            shown = (outcome.neighbours or [])[:rule_k]
         y_model = self.responses[outcome.model_index]
         passes = outcome.passes
         candidates = self.candidate_set(y_model)
@@ -315,7 +362,7 @@ class CMEngine:
         elif variant == "evidence":
             # the query's vector is there whenever the bank has ratings (looked up above); an
             # empty bank's rule needs none, so a new user's first query loads no embedder
-            final = self.evidence_rule(cancel).posterior(outcome.p, outcome.query_vec, shown)
+            final = evidence.posterior(outcome.p, query_vec, shown)
             chosen, rule = self.responses[int(np.argmax(final))], "evidence"
         else:
             nbs = shown
@@ -336,7 +383,9 @@ class CMEngine:
             neighbours=[(self.index.instances[nb.index], self.responses[self.index.user_idx[nb.index]],
                          nb.similarity) for nb in shown],
             scores={self.responses[i]: float(final[i]) for i in top_final if final[i] > 0},
-            model_p=[float(v) for v in outcome.p])
+            model_p=[float(v) for v in outcome.p],
+            encoder=(f"tuned on {evidence.index.embedder.n_ratings} of your ratings"
+                     if evidence is not None and evidence.index is not self.index else ""))
 
     def candidate_set(self, y_model: str) -> list[tuple[str, int]]:
         """C(y'): what the user meant when this model said y', most frequent first (ties in

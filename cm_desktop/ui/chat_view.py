@@ -157,13 +157,20 @@ class ChatView(ConversationsMixin, QWidget):
 
         def decide(job):
             engine = job.session.engine_for(profile)
-            if chosen is None:
-                trace = chat.decide_turn(engine, query, history, cancel=job.cancel)
-            else:
-                # a meaning the user picked: one decision, on the text decided on before, so
-                # the Why panel still shows what the model and the bank said of it
-                trace = engine.decide(decided_on, cancel=job.cancel)
-                trace.chosen, trace.rule = chosen, "picked by you"
+            # the first decision on a bank that has outgrown its tuned encoder tunes it again
+            # (encoder_tuning): tens of seconds on a large bank, shown as progress
+            engine.tuning_progress = lambda step, steps: job.progress(
+                step, steps, "Tuning the encoder on your ratings")
+            try:
+                if chosen is None:
+                    trace = chat.decide_turn(engine, query, history, cancel=job.cancel)
+                else:
+                    # a meaning the user picked: one decision, on the text decided on before,
+                    # so the Why panel still shows what the model and the bank said of it
+                    trace = engine.decide(decided_on, cancel=job.cancel)
+                    trace.chosen, trace.rule = chosen, "picked by you"
+            finally:
+                engine.tuning_progress = None
             return trace, job.bank.guidance_for(profile, trace.chosen)
 
         def decided(result):

@@ -42,7 +42,8 @@ def test_curve_json_plot_and_cache(tmp_path, dataset, capsys, monkeypatch):
     # one file split in two halves by the seed: 18 pool, 18 test; size 100 is more than the pool
     assert (first["pool"], first["n"], first["skipped_sizes"]) == (18, 18, [100])
     assert first["model_passes"]["computed_now"] == 36 and first["model_passes"]["per_query"] == 1
-    methods = {"model", "knn", "logreg", "cm-paper", "cm-marginal", "cm-instance", "cm-evidence"}
+    methods = {"model", "knn", "logreg", "logreg-tuned", "cm-paper", "cm-marginal", "cm-instance",
+               "cm-evidence"}
     keys = {(r["size"], r["order"], r["method"]) for r in first["rows"]}
     assert keys == {(s, o, m) for s in (5, 10) for o in ("random", "coverage") for m in methods}
     assert all(set(r) == {"size", "order", "method", "accuracy", "accuracy_sd", "macro_f1",

@@ -193,3 +193,38 @@ def test_a_rebased_twin_is_no_new_point_of_the_users_curve(bank, embedder):
     bank.add_rating("p", *RATED[4], fingerprint="model-b")
     curve = uc.compute_user_curve(bank, "p", embedder)
     assert curve.positions == [0, 1, 2, 3, 8]
+
+
+@pytest.mark.slow
+def test_from_four_ratings_per_response_a_point_is_the_engines_decision_through_the_tuned_encoder(
+        bank, tmp_path):
+    from bank_store import DiscrepancyBank
+    from cm_desktop.cm import encoder_tuning as et
+    from cm_desktop.cm.retrieval import MiniLMEmbedder, RatingIndex, torch_available
+
+    if not torch_available():
+        pytest.skip("MiniLM needs torch")
+    minilm = MiniLMEmbedder()
+    _bank_with(bank, _many(22, seed=3))
+    index = RatingIndex(bank, "p", minilm)
+    rules: dict = {}
+    results = uc.evaluate_positions(index, [10, 20, 21], tuned=rules)
+    assert rules[10].index.embedder is minilm                 # 10 < 4 per response: frozen
+    assert isinstance(rules[20].index.embedder, et.TunedEmbedder)
+    assert rules[20].index.embedder.n_ratings == 20
+    # the engine on the first 20 ratings tunes the same encoder and decides rating 20 the same way
+    ratings = bank.ratings("p")
+    earlier = DiscrepancyBank(tmp_path / "before-20.sqlite3")
+    earlier.create_profile("p", RESPONSES)
+    earlier.add_ratings("p", ratings[:20])
+    engine = CMEngine(None, earlier, "p", variant="evidence", embedder=minilm, calibrate=False)
+    rt = ratings[20]
+    p = np.zeros(len(RESPONSES))
+    p[RESPONSES.index(rt.model_response)] = 1.0
+    trace = engine.apply_memory(ModelOutcome(rt.instance, "vanilla", p,
+                                             RESPONSES.index(rt.model_response), 0, 0.0, None,
+                                             None), "evidence")
+    assert trace.encoder == "tuned on 20 of your ratings"
+    assert engine.evidence_rule().index.embedder.name == rules[20].index.embedder.name
+    assert results[1][1] == (trace.chosen == rt.user_response)
+    earlier.close()

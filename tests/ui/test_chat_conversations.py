@@ -260,3 +260,39 @@ def test_the_raw_toggle_while_a_picked_meaning_is_rewritten_shows_the_new_raw_an
     qtbot.waitUntil(lambda: reply.message_id is not None, timeout=15000)
     stored = ctx.bank.conversation(chat.conversation.id).messages[-1]
     assert (stored.text, stored.response) == (reply.answers["personal"], picked)
+
+
+def test_a_message_on_a_bank_of_four_ratings_per_response_is_decided_through_a_tuned_encoder(
+        app_window, llama_backend, qtbot):
+    from cm_desktop.cm import encoder_tuning as et
+    from cm_desktop.cm.retrieval import torch_available
+    from cm_desktop.paths import data_dir
+
+    if not torch_available():
+        pytest.skip("MiniLM needs torch")
+    responses = ["card arrival", "exchange rate", "lost or stolen card"]
+    rated = {"card arrival": ["where is my card", "my card has not come yet",
+                              "how long does a new card take", "is my card in the post"],
+             "exchange rate": ["what rate do you use for euros", "is the conversion rate fair",
+                               "how much is a dollar in pounds", "why was my rate so bad"],
+             "lost or stolen card": ["i lost my card", "someone stole my card",
+                                     "i cannot find my card", "my wallet with the card is gone"]}
+    ctx, window = app_window("Cards", responses=responses)
+    for meant, texts in rated.items():
+        for text in texts:
+            ctx.bank.add_rating("Cards", text, "card arrival", meant)
+    ctx.inference.use_backend(llama_backend)
+    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
+    window.tabs.setCurrentWidget(window.chat_view)
+    chat = window.chat_view
+    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+        chat.send("the card I ordered still is not here")
+    reply = chat.replies[-1]
+    assert reply.trace.encoder == "tuned on 12 of your ratings"
+    assert "Similarities read through the encoder tuned on 12 of your ratings" in \
+        reply.why_panel.text()
+    # kept for the next start, and the conversation keeps the Why as it was
+    assert et.tuned_file(data_dir() / "tuned-encoders", ctx.bank.path, "Cards").is_file()
+    qtbot.waitUntil(lambda: reply.message_id is not None, timeout=15000)
+    stored = ctx.bank.conversation(chat.conversation.id).messages[-1]
+    assert stored.trace["encoder"] == "tuned on 12 of your ratings"
