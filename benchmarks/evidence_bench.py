@@ -56,6 +56,23 @@ def _spin() -> None:
         pass
 
 
+def simulated_bank(dataset: Path, size: int, seed: int, embedder):
+    """`size` rated queries of a dataset, drawn by seed: (responses, texts, their embeddings, the
+    responses' text embeddings, user answers, model answers). The model's answer agrees with the
+    label 30 % of the time: what a build costs does not depend on what the model said."""
+    records = load_dataset(dataset)
+    responses = sorted({r["label"] for r in records})
+    pos = {y: i for i, y in enumerate(responses)}
+    rng = np.random.default_rng(seed)
+    picked = [records[i] for i in rng.permutation(len(records))[:size]]
+    texts = [r["input"] for r in picked]
+    users = np.array([pos[r["label"]] for r in picked])
+    agree = rng.random(len(picked)) < 0.3
+    models = np.where(agree, users, rng.integers(0, len(responses), len(picked)))
+    return (responses, texts, embedder.encode(texts),
+            embedder.encode([response_text(y) for y in responses]), users, models)
+
+
 def build_seconds(index: RatingIndex, response_vecs: np.ndarray, blas_own_threads: bool) -> float:
     own = baselines.one_blas_thread
     if blas_own_threads:
@@ -78,17 +95,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    records = load_dataset(args.dataset)
-    responses = sorted({r["label"] for r in records})
-    pos = {y: i for i, y in enumerate(responses)}
-    rng = np.random.default_rng(args.seed)
-    picked = [records[i] for i in rng.permutation(len(records))[:max(sizes)]]
     embedder = default_embedder()
-    vecs = embedder.encode([r["input"] for r in picked])
-    response_vecs = embedder.encode([response_text(y) for y in responses])
-    users = np.array([pos[r["label"]] for r in picked])
-    agree = rng.random(len(picked)) < 0.3
-    models = np.where(agree, users, rng.integers(0, len(responses), len(picked)))
+    bank = simulated_bank(args.dataset, max(sizes), args.seed, embedder)
+    responses, texts, vecs, response_vecs, users, models = bank
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs ({cpu_model()}), "
           f"Python {platform.python_version()}, numpy {np.__version__}; "
@@ -99,8 +108,8 @@ def main() -> None:
         p.start()
     try:
         for size in sizes:
-            index = RatingIndex.from_arrays(responses, [r["input"] for r in picked[:size]],
-                                            models[:size], users[:size], vecs[:size], embedder)
+            index = RatingIndex.from_arrays(responses, texts[:size], models[:size],
+                                            users[:size], vecs[:size], embedder)
             runs: dict[bool, list[float]] = {True: [], False: []}
             for _ in range(args.repeat):
                 for own_threads in (True, False):

@@ -25,16 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.evidence_bench import SHARED, cpu_model  # noqa: E402
+from benchmarks.evidence_bench import SHARED, cpu_model, simulated_bank  # noqa: E402
 from cm_desktop.cm import encoder_tuning as et  # noqa: E402
 from cm_desktop.cm.evaluate import counts_matrix  # noqa: E402
-from cm_desktop.cm.evidence import EvidenceRule, response_text  # noqa: E402
+from cm_desktop.cm.evidence import EvidenceRule  # noqa: E402
 from cm_desktop.cm.retrieval import MiniLMEmbedder, RatingIndex  # noqa: E402
-from cm_desktop.datasets import load_dataset  # noqa: E402
 
 
 def timed(fn):
@@ -52,18 +49,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    records = load_dataset(args.dataset)
-    responses = sorted({r["label"] for r in records})
-    pos = {y: i for i, y in enumerate(responses)}
-    rng = np.random.default_rng(args.seed)
-    picked = [records[i] for i in rng.permutation(len(records))[:max(sizes)]]
     embedder = MiniLMEmbedder()
-    texts = [r["input"] for r in picked]
-    vecs = embedder.encode(texts)
-    response_vecs = embedder.encode([response_text(y) for y in responses])
-    users = np.array([pos[r["label"]] for r in picked])
-    agree = rng.random(len(picked)) < 0.3
-    models = np.where(agree, users, rng.integers(0, len(responses), len(picked)))
+    bank = simulated_bank(args.dataset, max(sizes), args.seed, embedder)
+    responses, texts, vecs, response_vecs, users, models = bank
 
     import torch
 
