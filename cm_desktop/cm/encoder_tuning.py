@@ -176,11 +176,15 @@ def save_tuned(tuned: TunedEmbedder, base_name: str, responses: Sequence[str],
     tens of seconds on a large bank). Written whole or not at all."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from bank_store.files import make_private_dirs
+
+    make_private_dirs(path.parent)
     tmp = path.with_name(path.name + ".part")
-    torch.save({"state": tuned._model.state_dict(), "base": base_name, "key": tuned.key,
-                "n_ratings": tuned.n_ratings, "instances": sorted(tuned.instances),
-                "responses": list(responses)}, tmp)
+    # the user's own rated texts are in it, as in the bank: readable by the user only
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        torch.save({"state": tuned._model.state_dict(), "base": base_name, "key": tuned.key,
+                    "n_ratings": tuned.n_ratings, "instances": sorted(tuned.instances),
+                    "responses": list(responses)}, out)
     os.replace(tmp, path)
 
 

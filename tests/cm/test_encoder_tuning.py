@@ -161,6 +161,7 @@ def test_a_tuning_is_kept_for_the_next_engine_and_a_damaged_one_is_tuned_again(b
     first_vecs = first.evidence_rule().index.embeddings
     kept = et.tuned_file(folder, bank.path, "p")
     assert first_steps and kept.is_file()
+    assert kept.stat().st_mode & 0o777 == 0o600 and folder.stat().st_mode & 0o777 == 0o700
 
     second, second_steps = engine_with_counter()      # a restart, or a model switch
     assert np.allclose(second.evidence_rule().index.embeddings, first_vecs, atol=1e-6)
