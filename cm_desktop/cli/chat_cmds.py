@@ -69,8 +69,8 @@ def cmd_chat(args) -> int:
                           calibrate=not args.no_calibrate,
                           length_normalise=args.length_normalise)
         # the app's kept tuning serves here too, and a new one is kept for the app
-        engine.tuned_dir = data_dir() / "tuned-encoders"
-        engine.tuning_progress = Progress("tuning the encoder on your ratings", err)
+        engine.tuning.folder = data_dir() / "tuned-encoders"
+        engine.tuning.progress = Progress("tuning the encoder on your ratings", err)
         if conv is None:
             conv = bank.create_conversation(profile)
         history = chat.history_messages(conv.messages)

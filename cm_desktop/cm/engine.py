@@ -11,8 +11,7 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from cm_desktop.cancel import check
 from cm_desktop.cm import DEFAULT_VARIANT, VARIANTS, coverage
 from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm import strategies as st
+from cm_desktop.cm.encoder_tuning import BankTuning
 from cm_desktop.cm.retrieval import Embedder, Neighbour, RatingIndex, default_embedder
 
 TOP_N = 9           # the Rate view offers the top 9 as keys 1-9
@@ -128,13 +128,8 @@ class CMEngine:
         # the responses' text embeddings for the evidence rule's prior, kept across refreshes
         # (a rating changes the bank, not the response texts): (responses, vectors)
         self._response_vecs: tuple[tuple, np.ndarray] | None = None
-        # the encoder tuned on the bank (encoder_tuning), kept across refreshes until the bank
-        # has outgrown it: (responses, TunedEmbedder)
-        self._tuned: tuple[tuple[str, ...], object] | None = None
-        # called (step, steps) while the encoder is tuned: the UI shows it as progress
-        self.tuning_progress: Callable[[int, int], None] | None = None
-        # where a tuning is kept between runs (None: not kept; EngineSession sets the app's)
-        self.tuned_dir: Path | None = None
+        # the encoder tuned on the bank (encoder_tuning): when to tune, reuse, keep, defer
+        self.tuning = BankTuning(self.embedder, getattr(bank, "path", None), profile_name)
         self.refresh()
 
     # ---- bank state -------------------------------------------------------------------------
@@ -178,7 +173,7 @@ class CMEngine:
         if self._evidence is None:
             from cm_desktop.cm.evidence import EvidenceRule
 
-            index = self._rule_index(cancel)
+            index = self.tuning.index_for(self.index, cancel)
             key = (tuple(self.responses), index.embedder.name)
             vecs = self._response_vecs
             if vecs is not None and vecs[0] != key:
@@ -189,28 +184,13 @@ class CMEngine:
                 self._response_vecs = (key, self._evidence.response_vecs)
         return self._evidence
 
-    def _rule_index(self, cancel=None) -> RatingIndex:
-        """The evidence rule's index: the bank's, read through the encoder tuned on the bank
-        once it has enough ratings (encoder_tuning), else as it is."""
-        from cm_desktop.cm import encoder_tuning as et
-
-        if not (et.should_tune(len(self.index), len(self.responses))
-                and et.can_tune(self.embedder)):
-            return self.index
-        responses = tuple(self.responses)
-        kept = (None if self.tuned_dir is None
-                else et.tuned_file(self.tuned_dir, self.bank.path, self.profile_name))
-        if self._tuned is None and kept is not None:
-            loaded = et.load_tuned(self.embedder, responses, kept)
-            self._tuned = None if loaded is None else (responses, loaded)
-        if (self._tuned is None or self._tuned[0] != responses
-                or not self._tuned[1].still_fits(self.index.instances)):
-            tuned = et.tune_encoder(self.embedder, self.index.instances, self.index.user_idx,
-                                    len(responses), cancel=cancel, progress=self.tuning_progress)
-            self._tuned = (responses, tuned)
-            if kept is not None:
-                et.save_tuned(tuned, self.embedder.name, responses, kept)
-        return self.index.with_embedder(self._tuned[1])
+    def tune_now(self, cancel=None) -> bool:
+        """The tuning a deferred decision found due (the app runs it in idle time); True if it
+        tuned. The next decision reads through it."""
+        if not self.tuning.tune_now(self.index, cancel):
+            return False
+        self._evidence = None       # rebuilt on the next decision, through the new tuning
+        return True
 
     # ---- the model's part -------------------------------------------------------------------
     def query_vector(self, x: str, index: RatingIndex | None = None) -> np.ndarray:

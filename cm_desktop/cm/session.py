@@ -79,7 +79,8 @@ class EngineSession:
         engine = self._engines.get(profile_name)
         if engine is None or self._engine_keys.get(profile_name) != key:
             engine = CMEngine(self.backend, self.bank, profile_name, **options)
-            engine.tuned_dir = data_dir() / "tuned-encoders"
+            engine.tuning.folder = data_dir() / "tuned-encoders"
+            engine.tuning.defer = True      # the UI tunes in idle time (ui.idle_tuning)
             self._engines[profile_name] = engine
             self._engine_keys[profile_name] = key
             freeze_long_lived()

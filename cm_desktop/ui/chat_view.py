@@ -26,6 +26,7 @@ from cm_desktop.cm import chat
 from cm_desktop.ui.chat_conversations import ConversationRef, ConversationsMixin
 from cm_desktop.ui.chat_widgets import ChatInput, PickResponseDialog, ReplyWidget
 from cm_desktop.ui.conversation_list import NO_RATINGS, ConversationList
+from cm_desktop.ui.idle_tuning import tune_when_idle
 from cm_desktop.ui.ops import BankQuery, BankWrite, ModelJob, Priority
 from cm_desktop.ui.plain import one_line, plain_label
 from cm_desktop.ui.rating_commands import AddRatingCommand
@@ -157,26 +158,21 @@ class ChatView(ConversationsMixin, QWidget):
 
         def decide(job):
             engine = job.session.engine_for(profile)
-            # the first decision on a bank that has outgrown its tuned encoder tunes it again
-            # (encoder_tuning): tens of seconds on a large bank, shown as progress
-            engine.tuning_progress = lambda step, steps: job.progress(
-                step, steps, "Tuning the encoder on your ratings")
-            try:
-                if chosen is None:
-                    trace = chat.decide_turn(engine, query, history, cancel=job.cancel)
-                else:
-                    # a meaning the user picked: one decision, on the text decided on before,
-                    # so the Why panel still shows what the model and the bank said of it
-                    trace = engine.decide(decided_on, cancel=job.cancel)
-                    trace.chosen, trace.rule = chosen, "picked by you"
-            finally:
-                engine.tuning_progress = None
-            return trace, job.bank.guidance_for(profile, trace.chosen)
+            if chosen is None:
+                trace = chat.decide_turn(engine, query, history, cancel=job.cancel)
+            else:
+                # a meaning the user picked: one decision, on the text decided on before, so
+                # the Why panel still shows what the model and the bank said of it
+                trace = engine.decide(decided_on, cancel=job.cancel)
+                trace.chosen, trace.rule = chosen, "picked by you"
+            return trace, job.bank.guidance_for(profile, trace.chosen), engine.tuning.due
 
         def decided(result):
+            trace, guidance, tuning_due = result
+            if tuning_due:      # the decision did not wait for it: tune once the model is free
+                tune_when_idle(self, self.ctx, profile)
             if not shiboken6.isValid(reply):      # its conversation was closed
                 return
-            trace, guidance = result
             reply.set_trace(trace)
             reply.guidance = guidance
             reply.reset_answers()

@@ -135,6 +135,12 @@ class InferenceWorker(QObject):
     def pending(self) -> int:
         return self._queue.qsize()
 
+    def interactive_waiting(self) -> bool:
+        """Whether a job someone waits for is queued (any thread): idle-time work gives way."""
+        with self._queue.mutex:
+            return bool(self._queue.queue) and \
+                self._queue.queue[0][0][0] <= -int(Priority.INTERACTIVE)
+
     def cancel_all(self) -> None:
         current = self._current
         if current is not None:

@@ -117,7 +117,7 @@ def test_the_engine_decides_through_the_tuned_encoder_and_tunes_again_only_when_
     assert "encoder" not in trace.explain()
 
     tunings = []
-    engine.tuning_progress = lambda step, steps: tunings.append(step) if step == 1 else None
+    engine.tuning.progress = lambda step, steps: tunings.append(step) if step == 1 else None
     bank.add_rating("p", rows[gate - 1][0], "card_arrival", rows[gate - 1][1])
     engine.refresh()
     trace = engine.apply_memory(_outcome(engine, "my card has not arrived"), "evidence")
@@ -152,9 +152,9 @@ def test_a_tuning_is_kept_for_the_next_engine_and_a_damaged_one_is_tuned_again(b
 
     def engine_with_counter():
         engine = CMEngine(None, bank, "p", embedder=base, variant="evidence", calibrate=False)
-        engine.tuned_dir = folder
+        engine.tuning.folder = folder
         steps = []
-        engine.tuning_progress = lambda step, total: steps.append(step)
+        engine.tuning.progress = lambda step, total: steps.append(step)
         return engine, steps
 
     first, first_steps = engine_with_counter()
@@ -174,3 +174,33 @@ def test_a_tuning_is_kept_for_the_next_engine_and_a_damaged_one_is_tuned_again(b
     assert third_steps and et.load_tuned(base, RESPONSES, kept) is not None  # tuned again, kept
     assert et.load_tuned(base, RESPONSES[:2], kept) is None       # tuned for another response set
     assert et.tuned_file(folder, bank.path, "other") != kept
+
+
+def test_a_deferred_engine_never_waits_and_never_reads_through_a_removed_rating(bank, base):
+    # the app's engine: a decision uses what is valid now and leaves the tuning for idle time
+    bank.create_profile("p", RESPONSES)
+    for text, label in zip(TEXTS, LABELS):
+        bank.add_rating("p", text, "card_arrival", RESPONSES[label])
+    engine = CMEngine(None, bank, "p", embedder=base, variant="evidence", calibrate=False)
+    engine.tuning.defer = True
+    steps = []
+    engine.tuning.progress = lambda step, total: steps.append(step)
+    assert engine.apply_memory(_outcome(engine, "x"), "evidence").encoder == ""
+    assert engine.tuning.due and steps == []
+    assert engine.tune_now() and not engine.tuning.due and steps
+    assert engine.apply_memory(_outcome(engine, "x"), "evidence").encoder == \
+        "tuned on 18 of your ratings"
+    assert not engine.tune_now()                       # nothing due
+
+    for i in range(2):                                 # 20 >= 18 * 1.1: outgrown, still valid
+        bank.add_rating("p", f"card number {i} never came", "card_arrival", "card_arrival")
+    engine.refresh()
+    assert engine.apply_memory(_outcome(engine, "x"), "evidence").encoder == \
+        "tuned on 18 of your ratings" and engine.tuning.due
+
+    bank.remove_rating("p", bank.ratings("p")[0].id)   # the tuning knew this one: not used again
+    engine.refresh()
+    assert engine.apply_memory(_outcome(engine, "x"), "evidence").encoder == ""
+    assert engine.tune_now()
+    assert engine.apply_memory(_outcome(engine, "x"), "evidence").encoder == \
+        "tuned on 19 of your ratings"

@@ -262,7 +262,7 @@ def test_the_raw_toggle_while_a_picked_meaning_is_rewritten_shows_the_new_raw_an
     assert (stored.text, stored.response) == (reply.answers["personal"], picked)
 
 
-def test_a_message_on_a_bank_of_four_ratings_per_response_is_decided_through_a_tuned_encoder(
+def test_on_a_bank_of_four_ratings_per_response_the_encoder_is_tuned_in_idle_time_for_the_next_message(
         app_window, llama_backend, qtbot):
     from cm_desktop.cm import encoder_tuning as et
     from cm_desktop.cm.retrieval import torch_available
@@ -285,14 +285,20 @@ def test_a_message_on_a_bank_of_four_ratings_per_response_is_decided_through_a_t
     qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
     window.tabs.setCurrentWidget(window.chat_view)
     chat = window.chat_view
+    kept = et.tuned_file(data_dir() / "tuned-encoders", ctx.bank.path, "Cards")
     with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
         chat.send("the card I ordered still is not here")
+    # the decision did not wait for the tuning: the frozen encoder, then the tuning in idle time
+    first = chat.replies[-1]
+    assert first.trace.encoder == "" and "encoder" not in first.why_panel.text()
+    qtbot.waitUntil(kept.is_file, timeout=MODEL_WAIT_MS)
+    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+        chat.send("has my card been posted")
     reply = chat.replies[-1]
     assert reply.trace.encoder == "tuned on 12 of your ratings"
     assert "Similarities read through the encoder tuned on 12 of your ratings" in \
         reply.why_panel.text()
-    # kept for the next start, and the conversation keeps the Why as it was
-    assert et.tuned_file(data_dir() / "tuned-encoders", ctx.bank.path, "Cards").is_file()
+    # the conversation keeps the Why as it was
     qtbot.waitUntil(lambda: reply.message_id is not None, timeout=15000)
     stored = ctx.bank.conversation(chat.conversation.id).messages[-1]
     assert stored.trace["encoder"] == "tuned on 12 of your ratings"

@@ -321,3 +321,18 @@ def test_a_standalone_worker_needs_no_window(qtbot):
         assert op.result is True
     finally:
         assert worker.stop(5)
+
+
+def test_idle_time_work_sees_when_someone_waits_for_the_model(ctx, qtbot):
+    # what the idle-time tuning checks between batches (ui.idle_tuning): a queued interactive job
+    gate = threading.Event()
+    blocker = ModelJob(ctx, lambda job: gate.wait(10)).run()
+    qtbot.waitUntil(lambda: ctx.inference.current is blocker, timeout=5000)
+    background = ModelJob(ctx, lambda job: None).with_priority(Priority.BACKGROUND).run()
+    normal = ModelJob(ctx, lambda job: None).run()
+    assert not ctx.inference.interactive_waiting()
+    chat = ModelJob(ctx, lambda job: None).with_priority(Priority.INTERACTIVE).run()
+    assert ctx.inference.interactive_waiting()
+    gate.set()
+    qtbot.waitUntil(lambda: all(op.done for op in (background, normal, chat)), timeout=5000)
+    assert not ctx.inference.interactive_waiting()

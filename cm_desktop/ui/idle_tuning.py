@@ -1,0 +1,47 @@
+"""The encoder tuned on the bank, in idle time (`cm.encoder_tuning.BankTuning` with `defer` on).
+
+A Chat decision never waits for a tuning (tens of seconds on a large bank): it reads through the
+last tuning still valid, or the frozen encoder, and when it finds a tuning due the view asks for
+it here. The tuning runs on the inference thread at background priority, shows its progress, and
+gives way the moment someone waits for the model; one stopped that way is asked for again after
+the next decision.
+"""
+
+from __future__ import annotations
+
+from cm_desktop.cancel import Cancelled
+from cm_desktop.ui.ops import ModelJob, Priority
+
+LABEL = "Tuning the encoder on your ratings"
+
+
+class _GiveWay:
+    """A cancel token that also reads as cancelled while a job someone waits for is queued."""
+
+    def __init__(self, token, worker) -> None:
+        self._token = token
+        self._worker = worker
+
+    @property
+    def cancelled(self) -> bool:
+        return self._token.cancelled or self._worker.interactive_waiting()
+
+
+def tune_when_idle(parent, ctx, profile: str, on_done=None):
+    """Queue the profile's due tuning (a newer request replaces one still queued); on_done(bool):
+    whether it tuned."""
+    worker = ctx.inference
+
+    def tune(job):
+        engine = job.session.engine_for(profile)
+        engine.tuning.progress = lambda step, steps: job.progress(step, steps, LABEL)
+        try:
+            return engine.tune_now(_GiveWay(job.cancel, worker))
+        except Cancelled:       # someone needs the model: the next decision asks again
+            return False
+        finally:
+            engine.tuning.progress = None
+
+    return (ModelJob(parent, tune).with_priority(Priority.BACKGROUND)
+            .supersedes((id(ctx), "tune the encoder", profile)).with_progress(LABEL)
+            .success(on_done or (lambda _tuned: None)).run())
