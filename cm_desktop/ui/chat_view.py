@@ -169,16 +169,15 @@ class ChatView(ConversationsMixin, QWidget):
 
         def decided(result):
             trace, guidance, tuning_due = result
-            if tuning_due:      # the decision did not wait for it: tune once the model is free
+            if shiboken6.isValid(reply):      # else its conversation was closed
+                reply.set_trace(trace)
+                reply.guidance = guidance
+                reply.reset_answers()
+                self._stream(reply, "personal", trace.chosen)
+                # the raw answer may have been asked for while the meaning was being chosen
+                self.show_answer(reply, reply.showing)
+            if tuning_due:      # the decision did not wait for it: tune once the reply is written
                 tune_when_idle(self, self.ctx, profile)
-            if not shiboken6.isValid(reply):      # its conversation was closed
-                return
-            reply.set_trace(trace)
-            reply.guidance = guidance
-            reply.reset_answers()
-            self._stream(reply, "personal", trace.chosen)
-            # the raw answer may have been asked for while the meaning was being chosen
-            self.show_answer(reply, reply.showing)
 
         def failed(exc):
             if not shiboken6.isValid(reply):      # its conversation was closed

@@ -3,8 +3,7 @@
 A Chat decision never waits for a tuning (tens of seconds on a large bank): it reads through the
 last tuning still valid, or the frozen encoder, and when it finds a tuning due the view asks for
 it here. The tuning runs on the inference thread at background priority, shows its progress, and
-gives way the moment someone waits for the model; one stopped that way is asked for again after
-the next decision.
+gives way the moment someone waits for the model, queueing itself again behind that job.
 """
 
 from __future__ import annotations
@@ -27,21 +26,26 @@ class _GiveWay:
         return self._token.cancelled or self._worker.interactive_waiting()
 
 
-def tune_when_idle(parent, ctx, profile: str, on_done=None):
-    """Queue the profile's due tuning (a newer request replaces one still queued); on_done(bool):
-    whether it tuned."""
+def tune_when_idle(parent, ctx, profile: str):
+    """Queue the profile's due tuning (a newer request replaces one still queued). One that gave
+    way to a waiting job queues itself again, behind that job."""
     worker = ctx.inference
 
     def tune(job):
         engine = job.session.engine_for(profile)
         engine.tuning.progress = lambda step, steps: job.progress(step, steps, LABEL)
         try:
-            return engine.tune_now(_GiveWay(job.cancel, worker))
-        except Cancelled:       # someone needs the model: the next decision asks again
-            return False
+            engine.tune_now(_GiveWay(job.cancel, worker))
+        except Cancelled:
+            job.check()         # stopped by the user: no more tries
         finally:
             engine.tuning.progress = None
+        return engine.tuning.due
+
+    def done(still_due: bool) -> None:
+        if still_due:
+            tune_when_idle(parent, ctx, profile)
 
     return (ModelJob(parent, tune).with_priority(Priority.BACKGROUND)
             .supersedes((id(ctx), "tune the encoder", profile)).with_progress(LABEL)
-            .success(on_done or (lambda _tuned: None)).run())
+            .success(done).run())
