@@ -202,9 +202,10 @@ def predict_at(data: CurveInputs, bank: np.ndarray, methods: Sequence[str], embe
                     for j in range(len(data.test_users))])
             else:   # the engine's own rule, through the encoder tuned on the bank as there
                 e_test, e_responses, rule_sims = data.e_test, data.e_responses, sims
-                if tuned_view() is not None:
-                    tuned_bank, e_test, e_responses = tuned_view()
-                    index = index.with_embedder(tuned_bank)
+                through = tuned_view()
+                if through is not None:
+                    tuned_encoder, e_test, e_responses = through
+                    index = index.with_embedder(tuned_encoder)
                     rule_sims = e_test @ index.embeddings.T
                 rule = EvidenceRule(index, counts, response_vecs=e_responses)
                 params = rule.params

@@ -3,6 +3,8 @@ packaged MiniLM and a real SQLite bank."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -204,3 +206,37 @@ def test_a_deferred_engine_never_waits_and_never_reads_through_a_removed_rating(
     assert engine.tune_now()
     assert engine.apply_memory(_outcome(engine, "x"), "evidence").encoder == \
         "tuned on 19 of your ratings"
+
+
+def test_cm_curve_reads_through_the_encoder_tuned_on_each_simulated_bank(base, monkeypatch):
+    from cm_desktop.cm import curve
+    from cm_desktop.cm.baselines import logreg_predict
+    from cm_desktop.cm.evidence import response_text
+
+    tests = ["my card never showed up", "what is your euro rate", "my card was stolen"]
+    vecs = base.encode(TEXTS + tests + [response_text(r) for r in RESPONSES])
+    r = len(RESPONSES)
+    data = curve.CurveInputs(
+        responses=RESPONSES, pool_texts=TEXTS, pool_users=LABELS,
+        p_pool=np.full((len(TEXTS), r), 1.0 / r), e_pool=vecs[:18],
+        test_users=np.array([0, 1, 2]), p_test=np.full((3, r), 1.0 / r), e_test=vecs[18:21],
+        e_responses=vecs[21:], test_texts=tests)
+    methods = ["logreg", "logreg-tuned", "cm-evidence"]
+    bank = np.arange(18)
+    tunings = []
+    real_tune = et.tune_encoder
+    monkeypatch.setattr(et, "tune_encoder",
+                        lambda *a, **kw: tunings.append(len(a[1])) or real_tune(*a, **kw))
+    preds, tuned_params = curve.predict_at(data, bank, methods, embedder=base)
+    assert tunings == [18]                      # one tuning serves both methods
+    tuned = et.tune_encoder(base, TEXTS, LABELS, r)            # the same tuning (deterministic)
+    expected = logreg_predict(tuned.encode(TEXTS), LABELS, tuned.encode(tests), r)
+    assert np.array_equal(preds["logreg-tuned"], expected)
+    assert "cm-evidence" in tuned_params
+    # under 4 ratings per response nothing is tuned: the row is plain logistic regression
+    small = np.arange(0, 18, 2)[:et.TUNE_PER_RESPONSE * r - 1]
+    preds, _ = curve.predict_at(data, small, methods, embedder=base)
+    # (the second tuning is this test's own, above): none for the small bank
+    assert np.array_equal(preds["logreg-tuned"], preds["logreg"]) and tunings == [18, 18]
+    with pytest.raises(ValueError, match="test queries' texts"):
+        curve.predict_at(replace(data, test_texts=None), bank, methods, embedder=base)
