@@ -31,6 +31,11 @@ def config_dir() -> Path:
     return make_private_dirs(base)
 
 
+def tuned_encoders_dir() -> Path:
+    """Where the encoders tuned on the user's banks are kept (cm.encoder_tuning)."""
+    return data_dir() / "tuned-encoders"
+
+
 def bank_path(explicit: str | os.PathLike | None = None) -> Path:
     if explicit:
         return Path(explicit).expanduser()

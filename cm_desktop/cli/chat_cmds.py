@@ -47,7 +47,7 @@ def cmd_chat(args) -> int:
     from cm_desktop.cli.engine_cmds import Progress, _load_backend
     from cm_desktop.cm import chat
     from cm_desktop.cm.engine import CMEngine
-    from cm_desktop.paths import data_dir
+    from cm_desktop.paths import tuned_encoders_dir
 
     if args.profile is None and args.conversation is None:
         raise CLIError("give --profile to start a conversation or --conversation ID to continue one")
@@ -69,7 +69,7 @@ def cmd_chat(args) -> int:
                           calibrate=not args.no_calibrate,
                           length_normalise=args.length_normalise)
         # the app's kept tuning serves here too, and a new one is kept for the app
-        engine.tuning.folder = data_dir() / "tuned-encoders"
+        engine.tuning.folder = tuned_encoders_dir()
         engine.tuning.progress = Progress("tuning the encoder on your ratings", err)
         if conv is None:
             conv = bank.create_conversation(profile)

@@ -221,7 +221,7 @@ def _tuned_view(data: CurveInputs, bank: np.ndarray, embedder, cancel):
     from cm_desktop.cm import encoder_tuning as et
     from cm_desktop.cm.evidence import response_text
 
-    if not (et.should_tune(len(bank), len(data.responses)) and et.can_tune(embedder)):
+    if not et.should_tune(embedder, len(bank), len(data.responses)):
         return None
     if data.test_texts is None:
         raise ValueError("a curve that tunes the encoder needs the test queries' texts")

@@ -51,13 +51,11 @@ def _dimension(model) -> int:
     return int(get())
 
 
-def should_tune(n_ratings: int, n_responses: int) -> bool:
-    return n_responses > 1 and n_ratings >= TUNE_PER_RESPONSE * n_responses
-
-
-def can_tune(embedder) -> bool:
-    """Only the MiniLM encoder has weights to tune (the hashed n-grams have none)."""
-    return hasattr(embedder, "sentence_model")
+def should_tune(embedder, n_ratings: int, n_responses: int) -> bool:
+    """Whether a bank of n_ratings over n_responses is read through `embedder` tuned on it: only
+    the MiniLM encoder has weights to tune (the hashed n-grams have none)."""
+    return (hasattr(embedder, "sentence_model") and n_responses > 1
+            and n_ratings >= TUNE_PER_RESPONSE * n_responses)
 
 
 def training_key(texts: Sequence[str], labels: Sequence[int], n_classes: int) -> str:
@@ -232,7 +230,7 @@ class BankTuning:
     def index_for(self, index, cancel=None):
         """The rating index the evidence rule reads: `index` through the tuning where the bank
         has enough ratings (tuning first unless deferred), else `index` itself."""
-        if not (should_tune(len(index), len(index.responses)) and can_tune(self.base)):
+        if not should_tune(self.base, len(index), len(index.responses)):
             return index
         responses = tuple(index.responses)
         if self._tuned is None and self.folder is not None:

@@ -72,14 +72,14 @@ class EngineSession:
 
     def engine_for(self, profile_name: str):
         from cm_desktop.cm.engine import CMEngine
-        from cm_desktop.paths import data_dir
+        from cm_desktop.paths import tuned_encoders_dir
 
         options = dict(self._engine_options() or {})
         key = tuple(sorted((k, repr(v)) for k, v in options.items()))
         engine = self._engines.get(profile_name)
         if engine is None or self._engine_keys.get(profile_name) != key:
             engine = CMEngine(self.backend, self.bank, profile_name, **options)
-            engine.tuning.folder = data_dir() / "tuned-encoders"
+            engine.tuning.folder = tuned_encoders_dir()
             engine.tuning.defer = True      # the UI tunes in idle time (ui.idle_tuning)
             self._engines[profile_name] = engine
             self._engine_keys[profile_name] = key

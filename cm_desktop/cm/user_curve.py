@@ -148,7 +148,7 @@ def _checkpoint_rule(index: RatingIndex, c: int, fps: np.ndarray, srcs: np.ndarr
     prefix.current = _current_mask(fps[:c], srcs[:c], index.ratings[c - 1].fingerprint)
     from cm_desktop.cm import encoder_tuning as et
 
-    if et.should_tune(c, len(index.responses)) and et.can_tune(index.embedder):
+    if et.should_tune(index.embedder, c, len(index.responses)):
         # as the engine does with this many ratings: the rule reads through an encoder tuned on them
         tuned = et.tune_encoder(index.embedder, prefix.instances, prefix.user_idx,
                                 len(index.responses), cancel=cancel)

@@ -96,10 +96,10 @@ def test_tuning_stops_when_cancelled_and_refuses_bad_labels(base):
 
 
 def test_only_a_bank_with_enough_ratings_per_response_and_weights_to_tune_is_tuned(base):
-    assert et.should_tune(et.TUNE_PER_RESPONSE * 3, 3)
-    assert not et.should_tune(et.TUNE_PER_RESPONSE * 3 - 1, 3)
-    assert not et.should_tune(100, 1)                                # nothing to separate
-    assert et.can_tune(base) and not et.can_tune(HashedNgramEmbedder())
+    assert et.should_tune(base, et.TUNE_PER_RESPONSE * 3, 3)
+    assert not et.should_tune(base, et.TUNE_PER_RESPONSE * 3 - 1, 3)
+    assert not et.should_tune(base, 100, 1)                          # nothing to separate
+    assert not et.should_tune(HashedNgramEmbedder(), 100, 3)         # no weights to tune
 
 
 def _outcome(engine, text: str) -> ModelOutcome:

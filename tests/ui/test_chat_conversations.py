@@ -266,7 +266,7 @@ def test_on_a_bank_of_four_ratings_per_response_the_encoder_is_tuned_in_idle_tim
         app_window, llama_backend, qtbot):
     from cm_desktop.cm import encoder_tuning as et
     from cm_desktop.cm.retrieval import torch_available
-    from cm_desktop.paths import data_dir
+    from cm_desktop.paths import tuned_encoders_dir
 
     if not torch_available():
         pytest.skip("MiniLM needs torch")
@@ -285,7 +285,7 @@ def test_on_a_bank_of_four_ratings_per_response_the_encoder_is_tuned_in_idle_tim
     qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
     window.tabs.setCurrentWidget(window.chat_view)
     chat = window.chat_view
-    kept = et.tuned_file(data_dir() / "tuned-encoders", ctx.bank.path, "Cards")
+    kept = et.tuned_file(tuned_encoders_dir(), ctx.bank.path, "Cards")
     with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
         chat.send("the card I ordered still is not here")
     # the decision did not wait for the tuning: the frozen encoder, then the tuning in idle time
