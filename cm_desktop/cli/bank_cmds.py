@@ -137,8 +137,14 @@ def cmd_profile_show(args) -> int:
 
 
 def cmd_profile_delete(args) -> int:
+    from cm_desktop.cm.encoder_tuning import tuned_file
+    from cm_desktop.paths import tuned_encoders_dir
+
     with open_bank(args) as bank:
         backup = bank.delete_profile(args.name, backup=True)  # backed up inside its write lock
+        # the encoder tuned on the profile holds its rated texts too (and 91 MB): it goes with it;
+        # a restored backup is tuned again when next used
+        tuned_file(tuned_encoders_dir(), bank.path, args.name).unlink(missing_ok=True)
     print(inert(f"deleted profile {args.name!r} (backup: {backup})"))
     return 0
 

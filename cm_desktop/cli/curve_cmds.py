@@ -47,10 +47,10 @@ def _responses(args, records: list[dict]) -> tuple[list[str], list[str]]:
 
 def _window(text: str | None) -> int | None:
     """--window as curve.rating_orders takes it (None: all remaining queries)."""
-    from cm_desktop.cm.coverage import QUEUE_WINDOW
+    from cm_desktop.cm.coverage import RANK_LIMIT
 
     if text is None:
-        return QUEUE_WINDOW
+        return RANK_LIMIT
     if text.strip() == "all":
         return None
     try:
@@ -191,8 +191,8 @@ def register(subparsers) -> None:
                    "--seed+1, ...): accuracy is their mean, sd their spread")
     p.add_argument("--window", default=None, metavar="N|all",
                    help="coverage order: pick the neediest of the next N queries of the user's "
-                   "queue (default: the Rate view's, among its prefetched proposals), or of "
-                   "'all' the remaining ones")
+                   "queue (default: as many as the Rate view ranks), or of 'all' the remaining "
+                   "ones")
     p.add_argument("--cache-dir", metavar="DIR", help="where p(y'|x) is cached "
                    "(default: the data dir's model-pass-cache)")
     p.add_argument("--json", metavar="OUT.json", help="write the rows as JSON")

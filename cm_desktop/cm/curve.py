@@ -7,7 +7,7 @@ test query (`pass_cache`) and every size, order and method reuses it: a curve co
 per query, plus the embeddings.
 
 Orders: `random` (a seeded shuffle of the pool) and `coverage` (the app's coverage-driven queue:
-the next query is the one the bank knows least about, `coverage.coverage_need`).
+the next query is the one where the bank's classifier hesitates most, `coverage.coverage_needs`).
 """
 
 from __future__ import annotations
@@ -95,10 +95,11 @@ def parse_sizes(text: str) -> list[int]:
 
 
 def rating_orders(data: CurveInputs, orders: Sequence[str], size: int, seed: int,
-                  window: int | None = coverage.QUEUE_WINDOW) -> dict[str, np.ndarray]:
+                  window: int | None = coverage.RANK_LIMIT,
+                  cancel=None) -> dict[str, np.ndarray]:
     """Pool indices in the order the simulated user rates them, for each order. window: the
-    coverage order picks the neediest of the next `window` pool queries, as the Rate view does
-    among its prefetched proposals (None: of all remaining queries)."""
+    coverage order picks the neediest of the next `window` queries of the user's queue, as the
+    Rate view ranks the head of its queue (None: of all remaining queries)."""
     n = len(data.pool_users)
     # the user's queue: the pool in an order of its own. Random order rates it as it comes; the
     # coverage order starts at its head and then picks within the window as it goes, so the two
@@ -109,10 +110,9 @@ def rating_orders(data: CurveInputs, orders: Sequence[str], size: int, seed: int
         if name == "random":
             out[name] = queue[:size]
         elif name == "coverage":
-            e = data.e_pool[queue]
-            picked = coverage.coverage_order(e @ e.T, data.pool_users[queue],
-                                             data.pool_model[queue], len(data.responses), size,
-                                             coverage.QUEUE_PARAMS, window=window, first=0)
+            picked = coverage.coverage_order(data.e_pool[queue], data.pool_users[queue],
+                                             data.e_responses, len(data.responses), size,
+                                             window=window, first=0, cancel=cancel)
             out[name] = queue[picked]
         else:
             raise ValueError(f"unknown order {name!r}; choose from {', '.join(ORDERS)}")
@@ -233,7 +233,7 @@ def _tuned_view(data: CurveInputs, bank: np.ndarray, embedder, cancel):
 
 def run_curve(data: CurveInputs, sizes: Sequence[int], orders: Sequence[str], seed: int,
               methods: Sequence[str] = METHODS, *, repeats: int = 1,
-              window: int | None = coverage.QUEUE_WINDOW,
+              window: int | None = coverage.RANK_LIMIT,
               embedder=None, progress: Callable[[int, int], None] | None = None,
               cancel=None) -> dict:
     """{"rows": [{"size", "order", "method", "accuracy", "accuracy_sd", "macro_f1", "repeats"}],
@@ -254,7 +254,8 @@ def run_curve(data: CurveInputs, sizes: Sequence[int], orders: Sequence[str], se
     tuned_rows, first_orders = [], {}
     steps, done = len(usable) * len(orders) * repeats, 0
     for rep in range(repeats):
-        order_idx = rating_orders(data, orders, max(usable), seed + rep, window) if usable else {}
+        order_idx = (rating_orders(data, orders, max(usable), seed + rep, window, cancel)
+                     if usable else {})
         if rep == 0:
             first_orders = order_idx
         for order in orders:

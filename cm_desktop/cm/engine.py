@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from cm_desktop.cm.encoder_tuning import BankTuning
 from cm_desktop.cm.retrieval import Embedder, Neighbour, RatingIndex, default_embedder
 
 TOP_N = 9           # the Rate view offers the top 9 as keys 1-9
+ENCODE_CHUNK = 64   # queries embedded between two cancel checks when the queue is ranked
+# queue texts whose frozen embedding the engine keeps (384 floats each: about 15 MB)
+FROZEN_VECTORS_KEPT = 2 * coverage.RANK_LIMIT
 # backend -> {response set -> content-free log-likelihoods}; dies with the backend
 _BASELINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -128,6 +131,8 @@ class CMEngine:
         # the responses' text embeddings for the evidence rule's prior, kept across refreshes
         # (a rating changes the bank, not the response texts): (responses, vectors)
         self._response_vecs: tuple[tuple, np.ndarray] | None = None
+        # the frozen encoder's embeddings of queued queries, across refreshes (coverage_needs)
+        self._frozen_vecs: dict[str, np.ndarray] = {}
         # the encoder tuned on the bank (encoder_tuning): when to tune, reuse, keep, defer
         self.tuning = BankTuning(self.embedder, getattr(bank, "path", None), profile_name)
         self.refresh()
@@ -390,17 +395,29 @@ class CMEngine:
         nb = self.index.nearest(vec, 1)[0]
         return self.responses[self.index.user_idx[nb.index]], nb.similarity
 
-    def coverage_need(self, x_or_trace) -> float:
-        """0..1, higher = the bank knows less here (for the Rate view's ordering); the rule is
-        `coverage.coverage_need`. A plain string costs no model pass (the y' part is skipped)."""
-        if isinstance(x_or_trace, Trace):
-            text = x_or_trace.query
-            cands: list[int] | None = [n for _, n in x_or_trace.candidates]
-        else:
-            text, cands = str(x_or_trace), None
+    def coverage_needs(self, texts: Sequence[str], cancel=None) -> np.ndarray:
+        """(n,) 0..1, higher = the bank is less sure about the query: what the Rate view's coverage
+        order ranks its queue by (the rule is `coverage.coverage_needs`). No model pass: the
+        frozen encoder's embeddings of the ratings and of the queries, the latter kept across
+        rankings (the queue is ranked again after every rating)."""
+        from cm_desktop.cm.evidence import response_text
+
         if len(self.index) == 0:
-            return coverage.coverage_need(cands, None, None)
-        nbs = self.index.nearest(self.query_vector(text), coverage.QUEUE_PARAMS.k)
-        w = mz.kernel_weights(np.array([nb.similarity for nb in nbs]), coverage.QUEUE_PARAMS.tau)
-        v = mz.instance_vote(self.index.user_idx[[nb.index for nb in nbs]], w, len(self.responses))
-        return coverage.coverage_need(cands, v, nbs[0].similarity)
+            return np.ones(len(texts))
+        vecs = self._frozen_vectors(list(texts), cancel)
+        response_vecs = self._frozen_vectors([response_text(y) for y in self.responses], cancel)
+        return coverage.coverage_needs(self.index.embeddings, self.index.user_idx, vecs,
+                                       response_vecs, len(self.responses))
+
+    def _frozen_vectors(self, texts: list[str], cancel=None) -> np.ndarray:
+        """The frozen encoder's embeddings of texts, encoded in chunks (cancel checked between
+        them) and kept for the next ranking, up to FROZEN_VECTORS_KEPT texts."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._frozen_vecs]
+        for start in range(0, len(missing), ENCODE_CHUNK):
+            check(cancel)
+            chunk = missing[start:start + ENCODE_CHUNK]
+            self._frozen_vecs.update(zip(chunk, self.embedder.encode(chunk)))
+        out = np.array([self._frozen_vecs[t] for t in texts], dtype=np.float32)
+        while len(self._frozen_vecs) > FROZEN_VECTORS_KEPT:     # oldest first
+            self._frozen_vecs.pop(next(iter(self._frozen_vecs)))
+        return out

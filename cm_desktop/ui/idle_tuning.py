@@ -14,16 +14,18 @@ from cm_desktop.ui.ops import ModelJob, Priority
 LABEL = "Tuning the encoder on your ratings"
 
 
-class _GiveWay:
-    """A cancel token that also reads as cancelled while a job someone waits for is queued."""
+class GiveWay:
+    """A cancel token that also reads as cancelled while a job of `priority` or higher is queued
+    on the inference thread (default: one someone waits for right now)."""
 
-    def __init__(self, token, worker) -> None:
+    def __init__(self, token, worker, priority: Priority = Priority.INTERACTIVE) -> None:
         self._token = token
         self._worker = worker
+        self._priority = priority
 
     @property
     def cancelled(self) -> bool:
-        return self._token.cancelled or self._worker.interactive_waiting()
+        return self._token.cancelled or self._worker.waiting_at(self._priority)
 
 
 def tune_when_idle(parent, ctx, profile: str):
@@ -35,7 +37,7 @@ def tune_when_idle(parent, ctx, profile: str):
         engine = job.session.engine_for(profile)
         engine.tuning.progress = lambda step, steps: job.progress(step, steps, LABEL)
         try:
-            engine.tune_now(_GiveWay(job.cancel, worker))
+            engine.tune_now(GiveWay(job.cancel, worker))
         except Cancelled:
             job.check()         # stopped by the user: no more tries
         finally:

@@ -137,9 +137,12 @@ class InferenceWorker(QObject):
 
     def interactive_waiting(self) -> bool:
         """Whether a job someone waits for is queued (any thread): idle-time work gives way."""
+        return self.waiting_at(Priority.INTERACTIVE)
+
+    def waiting_at(self, priority: "Priority") -> bool:
+        """Whether a job of `priority` or higher is queued (any thread)."""
         with self._queue.mutex:
-            return bool(self._queue.queue) and \
-                self._queue.queue[0][0][0] <= -int(Priority.INTERACTIVE)
+            return bool(self._queue.queue) and self._queue.queue[0][0][0] <= -int(priority)
 
     def cancel_all(self) -> None:
         current = self._current

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 class QueueItem:
     query: Query
     trace: object = None          # cm Trace once proposed
-    need: float | None = None     # coverage need (higher = the bank knows less)
+    need: float | None = None     # coverage need (higher = the bank knows less), once ranked
+    pinned: bool = False          # typed by the user: asked before the ranked ones
     requested: bool = False
     error: BaseException | None = None
     fingerprint: str | None = None  # the model that proposed it
@@ -32,7 +33,7 @@ class QueueItem:
         """Drop the proposal and any still being computed (its result will not arrive)."""
         if self.job is not None and not self.job.done:
             self.job.cancel()
-        self.trace, self.need, self.requested, self.error, self.job = None, None, False, None, None
+        self.trace, self.requested, self.error, self.job = None, False, None, None
 
     @property
     def text(self) -> str:
@@ -77,13 +78,14 @@ class SeenQueries:
         return self.is_rated(current.text) or (
             self.is_skipped(current.text) and bool(queue) and not self.is_skipped(queue[0].text))
 
-    def next_window(self, queue: list["QueueItem"], size: int) -> list["QueueItem"]:
-        """The first `size` queued queries the coverage order chooses among: skipped ones only
-        once nothing else is left (the queue is ordered, skipped last)."""
-        window = queue[:size]
-        if window and not self.is_skipped(window[0].text):
-            window = [it for it in window if not self.is_skipped(it.text)]
-        return window
+    def ranked(self, queue: list["QueueItem"]) -> list["QueueItem"]:
+        """The coverage order: `order(queue)` with typed queries first, then the ranked ones
+        neediest first, then those not ranked yet (loaded since), each group in queue order."""
+        def key(it: "QueueItem") -> tuple[int, float]:
+            if it.pinned:
+                return 0, 0.0
+            return (1, -it.need) if it.need is not None else (2, 0.0)
+        return self.order(sorted(queue, key=key))
 
 
 class KeyRouter(QObject):

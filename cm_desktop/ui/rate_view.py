@@ -6,8 +6,9 @@ the whole response set, arrows move in it; Backspace on an empty filter skips; E
 filter; Ctrl+Z is the app's Undo (the rating), never the filter box's text undo.
 
 Proposals are computed on the inference thread and the next few queries are prefetched, so the next
-one is normally ready at once. With coverage-driven order the next query is the prefetched one the
-bank knows least about (`CMEngine.coverage_need`). A rated query is never offered again and a
+one is normally ready at once. With coverage-driven order the queue is ranked after every rating,
+neediest first, by where the bank's classifier hesitates most (`CMEngine.coverage_needs`, no model
+pass). A rated query is never offered again and a
 skipped one only when nothing else is left, across restarts too (`rate_queue.SeenQueries`). When
 the user's learning curve has flattened, a hint offers the coverage order (`curve_hint`).
 """
@@ -15,28 +16,17 @@ the user's learning curve has flattened, a hint offers the coverage order (`curv
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QFileDialog,
-    QFrame,
-    QGridLayout,
-    QHBoxLayout,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QFileDialog, QListWidgetItem, QWidget
 
 from bank_store.records import normalise_response
+from cm_desktop.cancel import Cancelled
 from cm_desktop.cm.choices import filter_responses, top_choices
-from cm_desktop.cm.coverage import QUEUE_WINDOW   # proposals computed ahead of the current one
-from cm_desktop.ui.curve_hint import CurveHint
+from cm_desktop.cm.coverage import QUEUE_WINDOW, RANK_LIMIT
+from cm_desktop.ui.idle_tuning import GiveWay
 from cm_desktop.ui.ops import BankQuery, BankWrite, FileTask, ModelJob, Priority
-from cm_desktop.ui.plain import one_line, plain_label, set_plain
-from cm_desktop.ui.rate_queue import KeyRouter, QueueItem, SeenQueries
+from cm_desktop.ui.plain import one_line, set_plain
+from cm_desktop.ui.rate_layout import build_rate_view
+from cm_desktop.ui.rate_queue import QueueItem, SeenQueries
 from cm_desktop.ui.rating_commands import AddRatingCommand
 from cm_desktop.datasets import Query, read_queries
 
@@ -56,106 +46,13 @@ class RateView(QWidget):
         self.n_skipped = 0
         self._responses: list[str] = []
         self._strategy = ctx.settings.strategy
-        self._build()
+        self._rank_job = None             # the coverage order's latest ranking
+        build_rate_view(self)
         ctx.profile_changed.connect(self._on_profile_changed)
         ctx.inference.backend_loaded.connect(self._backend_loaded)
+        ctx.bank_changed.connect(self._on_bank_changed)
         if ctx.profile:
             self._on_profile_changed(ctx.profile)
-
-    # ---- layout ------------------------------------------------------------------------------
-    def _build(self) -> None:
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(16, 12, 16, 12)
-        outer.setSpacing(10)
-
-        source = QHBoxLayout()
-        self.open_button = QPushButton("Open dataset…")
-        self.open_button.clicked.connect(self.choose_dataset)
-        self.add_edit = QLineEdit()
-        self.add_edit.setPlaceholderText("Type a query to rate and press Enter…")
-        self.add_edit.returnPressed.connect(self._add_typed)
-        self.coverage_box = QCheckBox("Coverage-driven order")
-        self.coverage_box.setToolTip("Ask first about the queries the bank knows least about.")
-        self.coverage_box.setChecked(bool(self.ctx.settings.coverage_order))
-        self.coverage_box.toggled.connect(self._coverage_toggled)
-        source.addWidget(self.open_button)
-        source.addWidget(self.add_edit, 1)
-        source.addWidget(self.coverage_box)
-        outer.addLayout(source)
-        self.curve_hint = CurveHint(self.ctx, self.coverage_box.isChecked, self)
-        self.curve_hint.use_coverage.connect(lambda: self.coverage_box.setChecked(True))
-        outer.addWidget(self.curve_hint)
-
-        card = QFrame()
-        card.setObjectName("bubbleBot")
-        card_layout = QVBoxLayout(card)
-        card_layout.setContentsMargins(14, 10, 14, 12)
-        self.source_label = plain_label("", wrap=False)
-        self.source_label.setObjectName("muted")
-        self.query_label = plain_label("No queries yet: open a dataset or type one above.", selectable=True)
-        self.query_label.setObjectName("queryText")
-        self.query_label.setIndent(0)
-        self.proposal_label = plain_label("")
-        self.proposal_label.setObjectName("proposalText")
-        card_layout.addWidget(self.source_label)
-        card_layout.addWidget(self.query_label)
-        card_layout.addWidget(self.proposal_label)
-        outer.addWidget(card)
-
-        middle = QGridLayout()
-        middle.setHorizontalSpacing(14)
-        middle.addWidget(plain_label("Top candidates (press 1–9)"), 0, 0)
-        middle.addWidget(plain_label("All responses (type to filter, ↑↓ and Enter to pick)"), 0, 1)
-        self.top_list = QListWidget()
-        self.top_list.setFocusPolicy(Qt.NoFocus)
-        self.top_list.itemClicked.connect(lambda item: self.pick_top(self.top_list.row(item) + 1))
-        self.filter_edit = QLineEdit()
-        self.filter_edit.setPlaceholderText("Type to search the response set…")
-        self.filter_edit.textChanged.connect(self._refilter)
-        self._key_router = KeyRouter(self)
-        self.filter_edit.installEventFilter(self._key_router)
-        self.all_list = QListWidget()
-        self.all_list.setFocusPolicy(Qt.NoFocus)
-        self.all_list.itemDoubleClicked.connect(lambda item: self.rate(item.text()))
-        right = QVBoxLayout()
-        right.addWidget(self.filter_edit)
-        right.addWidget(self.all_list, 1)
-        middle.addWidget(self.top_list, 1, 0)
-        middle.addLayout(right, 1, 1)
-        middle.setColumnStretch(0, 1)
-        middle.setColumnStretch(1, 1)
-        outer.addLayout(middle, 1)
-
-        buttons = QHBoxLayout()
-        self.accept_button = QPushButton("Accept  (Enter)")
-        self.accept_button.setObjectName("primary")
-        self.accept_button.clicked.connect(self.accept)
-        self.skip_button = QPushButton("Skip  (Backspace)")
-        self.skip_button.clicked.connect(self.skip)
-        self.undo_button = QPushButton("Undo  (Ctrl+Z)")
-        self.undo_button.clicked.connect(self.ctx.undo_stack().undo)
-        self.undo_button.setEnabled(False)
-        self.ctx.undo_stack().canUndoChanged.connect(self.undo_button.setEnabled)
-        buttons.addWidget(self.accept_button)
-        buttons.addWidget(self.skip_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.undo_button)
-        outer.addLayout(buttons)
-
-        self.progress = QProgressBar()
-        self.progress.setTextVisible(False)
-        self.counts_label = plain_label("", wrap=False)
-        self.counts_label.setObjectName("muted")
-        outer.addWidget(self.progress)
-        outer.addWidget(self.counts_label)
-        self.setFocusProxy(self.filter_edit)
-        # the view's keys work wherever focus is inside it (after clicking a button, too); a
-        # box the user types into (the add-a-query box) keeps its own keys
-        for child in self.findChildren(QWidget):
-            if child is not self.filter_edit and child.focusPolicy() != Qt.NoFocus \
-                    and not isinstance(child, QLineEdit):
-                child.installEventFilter(self._key_router)
-        self._update_counts()
 
     # ---- profile and queue -------------------------------------------------------------------
     def _on_profile_changed(self, profile: str) -> None:
@@ -170,6 +67,7 @@ class RateView(QWidget):
              .supersedes((id(self), "seen")).labelled("Reading the ratings")
              .success(lambda seen: self._set_seen(profile, *seen)).run())
         self._restart_proposals()
+        self._rank_queue()          # by the new profile's bank
 
     def _set_seen(self, profile: str, rated: list[str], skipped: list[str]) -> None:
         """What the profile rated is never offered again, what it skipped waits at the end (after
@@ -219,10 +117,12 @@ class RateView(QWidget):
                 item.forget_proposal()
         self._show_current()
         self._prefetch()
+        self._rank_queue()          # one asked before any model was loaded failed
 
     def load_queries(self, queries: list[Query], source: str = "") -> None:
         self.queue.extend(QueueItem(q) for q in queries if not self.seen.is_rated(q.text))
         self._reorder()
+        self._rank_queue()
         if source:
             set_plain(self.source_label, f"From {source}")
         if self.current is None:
@@ -249,7 +149,7 @@ class RateView(QWidget):
         if not text:
             return
         self.add_edit.clear()
-        self.queue.insert(0, QueueItem(Query(text)))
+        self.queue.insert(0, QueueItem(Query(text), pinned=True))
         if self.current is None:
             self._advance()
         else:
@@ -260,7 +160,50 @@ class RateView(QWidget):
     def _coverage_toggled(self, on: bool) -> None:
         self.ctx.settings.coverage_order = on
         self.curve_hint.coverage_changed()
+        self._rank_queue()
         self._prefetch()
+
+    def _on_bank_changed(self, profile: str) -> None:
+        if profile and profile == self.ctx.profile:
+            self._rank_queue()
+
+    def _rank_queue(self) -> None:
+        """Coverage order: rank the head of the queue by the bank's need, neediest first (after
+        each bank change, a load, the order switched on). The query on screen stays; the ranking
+        applies to the ones after it. It gives way to any proposal or message queued meanwhile
+        (the first ranking embeds the whole queue) and then queues itself again behind it."""
+        profile, worker = self.ctx.profile, self.ctx.inference
+        if not (profile and self.coverage_box.isChecked() and self.queue):
+            return
+        items = [it for it in self.queue if not it.pinned][:RANK_LIMIT]
+
+        def rank(job):
+            engine = job.session.engine_for(profile)
+            try:
+                return engine.coverage_needs([it.text for it in items],
+                                             cancel=GiveWay(job.cancel, worker, Priority.NORMAL))
+            except Cancelled:
+                job.check()     # superseded or stopped: no more tries
+                return None     # gave way: what was embedded is kept for the next try
+
+        def ranked(needs):
+            if profile != self.ctx.profile or not self.coverage_box.isChecked():
+                return
+            if needs is None:
+                self._rank_queue()
+                return
+            for it, need in zip(items, needs):
+                it.need = float(need)
+            self.queue = self.seen.ranked(self.queue)
+            self._prefetch()
+
+        # no model loaded yet, or it failed: the queue keeps its order until the next ranking
+        self._rank_job = (ModelJob(self, rank).with_priority(Priority.BACKGROUND)
+                          .labelled("Ordering the queue").supersedes((id(self), "rank"))
+                          .success(ranked).failure(lambda _exc: None).run())
+
+    def _rank_running(self) -> bool:
+        return self._rank_job is not None and not self._rank_job.done
 
     # ---- proposals ---------------------------------------------------------------------------
     def set_paused(self, paused: bool) -> None:
@@ -283,17 +226,14 @@ class RateView(QWidget):
             self._request(item, profile)
 
     def _request(self, item: QueueItem, profile: str) -> None:
-        coverage = self.coverage_box.isChecked()
-
         def propose(job):
             engine = job.session.engine_for(profile)
             trace = engine.propose(item.text, cancel=job.cancel)
-            need = engine.coverage_need(trace) if coverage else None
-            return trace, need, getattr(job.session.backend, "fingerprint", None)
+            return trace, getattr(job.session.backend, "fingerprint", None)
 
         def done(result):
             item.job = None
-            item.trace, item.need, item.fingerprint = result
+            item.trace, item.fingerprint = result
             item.error = None
             if item is self.current:
                 self._show_current()
@@ -313,16 +253,8 @@ class RateView(QWidget):
                     .success(done).failure(failed).run())
 
     def _advance(self) -> None:
-        """Make the next query current: the neediest ready one with coverage order, else the first."""
-        self.current = None
-        if self.queue:
-            index = 0
-            if self.coverage_box.isChecked():
-                window = self.seen.next_window(self.queue, QUEUE_WINDOW)
-                ready = [(i, it) for i, it in enumerate(window) if it.trace is not None and it.need is not None]
-                if ready:
-                    index = max(ready, key=lambda pair: (pair[1].need, -pair[0]))[0]
-            self.current = self.queue.pop(index)
+        """Make the next query current: the head of the queue (ranked, with coverage order)."""
+        self.current = self.queue.pop(0) if self.queue else None
         self.filter_edit.clear()
         self._show_current()
         self._prefetch()

@@ -70,8 +70,18 @@ def test_profile_create_list_show_delete(capsys, bank_file, responses_file):
     assert code == 0 and "P" in out and "mine" in out
     code, out, _ = run_main(capsys, *b, "profile", "show", "P", "--all")
     assert code == 0 and all(r in out for r in R)
+    # an encoder tuned on the profile is kept beside the bank (encoder_tuning): it goes with it,
+    # and another profile's stays
+    from cm_desktop.cm.encoder_tuning import tuned_file
+    from cm_desktop.paths import tuned_encoders_dir
+
+    kept = {name: tuned_file(tuned_encoders_dir(), bank_file, name) for name in ("P", "Other")}
+    for path in kept.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"weights")
     code, out, _ = run_main(capsys, *b, "profile", "delete", "P")
     assert code == 0 and "backup" in out
+    assert not kept["P"].exists() and kept["Other"].exists()
     backup = Path(out.split("backup: ")[1].strip(" )\n"))
     assert backup.exists() and backup.stat().st_mode & 0o777 == 0o600
     bank = DiscrepancyBank(bank_file)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cm_desktop.cli.main import main
-from cm_desktop.cm.coverage import QUEUE_WINDOW
+from cm_desktop.cm.coverage import RANK_LIMIT
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 SOURCE = SHARED / "massive_scenario" / "small.jsonl"
@@ -50,7 +50,7 @@ def test_curve_json_plot_and_cache(tmp_path, dataset, capsys, monkeypatch):
                           "repeats"} for r in first["rows"])
     assert first["repeats"] == 1 and all(r["repeats"] == 1 and r["accuracy_sd"] == 0.0
                                          for r in first["rows"])
-    assert first["window"] == QUEUE_WINDOW      # the Rate view's window unless told otherwise
+    assert first["window"] == RANK_LIMIT        # as much of the queue as the Rate view ranks
     assert "36 run now, 0 from the cache" in out
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

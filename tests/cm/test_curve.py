@@ -108,23 +108,25 @@ def test_evidence_tuning_on_a_bank_where_the_model_is_right_keeps_the_model():
     assert res.loo_accuracy == 1.0 and res.n == n
 
 
-def test_vectorised_coverage_needs_match_the_apps_rule():
+def test_coverage_need_is_where_the_banks_classifier_hesitates():
+    pytest.importorskip("sklearn")
     rng = np.random.default_rng(1)
-    r, b, n = 4, 7, 12
-    sims = rng.uniform(-0.2, 1.0, size=(n, b))
-    bank_users = rng.integers(r, size=b)
-    counts = np.zeros((r, r))
-    np.add.at(counts, (rng.integers(r, size=b), bank_users), 1.0)
-    counts[3] = 0                                    # one y' never rated
-    model_idx = np.array([3, 0, 1, 2] * 3)
-    params = mz.CMParams(k=3, tau=0.1)
-    fast = coverage.coverage_needs(sims, bank_users, counts, model_idx, params)
-    for j in range(n):
-        top = np.argsort(-sims[j])[:3]
-        v = mz.instance_vote(bank_users[top], mz.kernel_weights(sims[j, top], params.tau), r)
-        cands = [int(c) for c in counts[model_idx[j]] if c > 0]
-        assert fast[j] == pytest.approx(coverage.coverage_need(cands, v, sims[j, top[0]]))
-    assert coverage.coverage_need(None, None, None) == 1.0
+    centres = np.eye(3, 8)
+    bank_users = np.repeat(np.arange(3), 6)
+    bank = centres[bank_users] + 0.05 * rng.normal(size=(18, 8))
+    queries = np.vstack([centres[0], (centres[0] + centres[1]) / 2, centres[2]])
+    need = coverage.coverage_needs(bank, bank_users, queries, None, 3)
+    # between two answers' ratings the classifier hesitates; on one answer's ratings it does not
+    assert need[1] > max(need[0], need[2]) and need[1] > 0.8 and max(need[0], need[2]) < 0.5
+    assert ((0.0 <= need) & (need <= 1.0)).all()
+    # an empty bank knows nothing anywhere: every query equally needy
+    assert coverage.coverage_needs(bank[:0], bank_users[:0], queries, None, 3).tolist() == [1.0] * 3
+    # a response nobody rated is a class through its own text: the classifier can answer it
+    only_two = bank_users < 2
+    with_texts = coverage.bank_classifier(bank[only_two], bank_users[only_two], centres, 3)
+    without = coverage.bank_classifier(bank[only_two], bank_users[only_two], None, 3)
+    assert with_texts(centres[2:]).argmax(axis=1).tolist() == [2]
+    assert without(centres[2:])[0, 2] == 0.0
 
 
 def _inputs(n_pool=120, n_test=60, r=5, seed=0):
@@ -146,22 +148,32 @@ def _inputs(n_pool=120, n_test=60, r=5, seed=0):
 
 
 def test_coverage_order_rates_distinct_pool_queries_and_window_one_is_pool_order():
+    pytest.importorskip("sklearn")
     data = _inputs()
     orders = curve.rating_orders(data, ["random", "coverage"], 50, seed=4)
     for order in orders.values():
         assert len(order) == 50 and len(set(order.tolist())) == 50
-    # the app's window: the coverage order reorders the random queue, within 3 of its place
     assert orders["coverage"].tolist() != orders["random"].tolist()
-    place = {q: i for i, q in enumerate(
-        curve.rating_orders(data, ["random"], len(data.pool_users), seed=4)["random"].tolist())}
-    assert all(place[q] < i + coverage.QUEUE_WINDOW for i, q in enumerate(orders["coverage"]))
+    # the two orders start from the same queue: the first rating is its head, and the second is
+    # picked on an empty bank (the lag of one rating), so it is the queue's next
+    assert orders["coverage"][:2].tolist() == orders["random"][:2].tolist()
     # window 1: the coverage order is the random queue itself
     same = curve.rating_orders(data, ["random", "coverage"], 50, seed=4, window=1)
     assert same["coverage"].tolist() == same["random"].tolist()
-    sims = data.e_pool @ data.e_pool.T
-    one = coverage.coverage_order(sims, data.pool_users, data.pool_model, 5, 10, mz.CMParams(),
-                                  window=1, first=0)
+    one = coverage.coverage_order(data.e_pool, data.pool_users, None, 5, 10, window=1)
     assert one.tolist() == list(range(10))
+
+
+def test_coverage_order_picks_the_neediest_by_the_bank_before_the_last_rating():
+    pytest.importorskip("sklearn")
+    data = _inputs()
+    order = coverage.coverage_order(data.e_pool, data.pool_users, None, 5, 12)
+    for j in range(2, 12):
+        bank = order[:j - coverage.RANK_LAG]
+        rest = np.setdiff1d(np.arange(len(data.pool_users)), order[:j])
+        need = coverage.coverage_needs(data.e_pool[bank], data.pool_users[bank], data.e_pool[rest],
+                                       None, 5)
+        assert order[j] == rest[int(np.argmax(need))]
 
 
 def test_curve_rows_cover_every_size_order_and_method():

@@ -119,11 +119,12 @@ def test_the_response_texts_are_embedded_once_per_engine_not_after_every_rating(
 
 def test_the_instance_rule_is_tuned_only_when_a_rule_needs_it(llama_backend, profile_bank,
                                                               monkeypatch):
-    # the evidence rule tunes its own parameters and the Rate view's queue uses fixed ones, so a
-    # bank change costs no instance-rule tuning until the instance rule itself answers
+    # the evidence rule tunes its own parameters and the Rate view's queue tunes none, so a bank
+    # change costs no instance-rule tuning until the instance rule itself answers
     from cm_desktop.cm import evaluate
 
     from cm_desktop.cm import coverage
+    from cm_desktop.cm.evidence import response_text
 
     tunings = []
     tune = evaluate.tune_params
@@ -133,11 +134,14 @@ def test_the_instance_rule_is_tuned_only_when_a_rule_needs_it(llama_backend, pro
         profile_bank.add_rating("p", f"play song number {i}", "alarm", "music")
     engine = _engine(llama_backend, profile_bank, variant="evidence")
     engine.decide(QUERY)
-    # the queue's need is the simulated queue's (`cm curve --orders coverage`), same parameters
-    sims = engine.index.embeddings @ engine.query_vector("play song number 9")
-    simulated = coverage.coverage_needs(sims[None, :], engine.index.user_idx, engine.counts, None,
-                                        coverage.QUEUE_PARAMS)[0]
-    assert engine.coverage_need("play song number 9") == pytest.approx(simulated)
+    # the queue's need is the simulated queue's (`cm curve --orders coverage`): the same rule on
+    # the frozen encoder's embeddings
+    texts = ["play song number 9", "set an alarm"]
+    simulated = coverage.coverage_needs(
+        engine.index.embeddings, engine.index.user_idx, engine.embedder.encode(texts),
+        engine.embedder.encode([response_text(y) for y in engine.responses]),
+        len(engine.responses))
+    assert engine.coverage_needs(texts) == pytest.approx(simulated, abs=1e-6)
     assert tunings == []
     outcome = engine.model_pass(QUERY)
     engine.apply_memory(outcome, "instance")
@@ -202,16 +206,27 @@ def test_cancel_and_bad_input(llama_backend, profile_bank):
 
 def test_coverage_need_is_higher_where_the_bank_knows_less(llama_backend, profile_bank):
     engine = _engine(llama_backend, profile_bank)
-    assert engine.coverage_need(QUERY) == 1.0              # empty bank: knows nothing
+    assert engine.coverage_needs([QUERY]).tolist() == [1.0]      # empty bank: knows nothing
     for x in ("wake me up at six", "wake me up at eight", "wake me up at nine"):
         profile_bank.add_rating("p", x, "alarm", "alarm")
-    profile_bank.add_rating("p", "what should I cook tonight", "music", "cooking")
+    for x in ("what should I cook tonight", "a recipe for dinner", "how long to boil an egg"):
+        profile_bank.add_rating("p", x, "music", "cooking")
     engine.refresh()
-    known = engine.coverage_need("wake me up at seven")
-    unknown = engine.coverage_need("is it windy in paris")
+    known, unknown = engine.coverage_needs(["wake me up at seven", "is it windy in paris"])
     assert 0.0 <= known < unknown <= 1.0
-    t = engine.propose("wake me up at seven")
-    assert 0.0 <= engine.coverage_need(t) <= 1.0
+    # the queries' embeddings are kept for the next ranking (the queue is ranked after every
+    # rating): asked again after a rating, nothing is embedded twice
+    encoded = []
+    encode = engine.embedder.encode
+    engine.embedder.encode = lambda texts: encoded.extend(texts) or encode(texts)
+    try:
+        profile_bank.add_rating("p", "play some jazz", "music", "music")
+        engine.refresh()
+        again = engine.coverage_needs(["wake me up at seven", "is it windy in paris"])
+    finally:
+        del engine.embedder.encode
+    assert "wake me up at seven" not in encoded and "is it windy in paris" not in encoded
+    assert again.shape == (2,)
 
 
 def test_the_bank_classifier_reads_the_models_distribution_stored_and_for_the_query(

@@ -324,15 +324,27 @@ def test_a_standalone_worker_needs_no_window(qtbot):
 
 
 def test_idle_time_work_sees_when_someone_waits_for_the_model(ctx, qtbot):
-    # what the idle-time tuning checks between batches (ui.idle_tuning): a queued interactive job
+    # what the idle-time tuning checks between batches (ui.idle_tuning): a queued interactive job;
+    # and the Rate view's ranking: a queued job of normal priority (a proposal) or higher
+    from cm_desktop.cancel import CancelToken
+    from cm_desktop.ui.idle_tuning import GiveWay
+
+    token = CancelToken()
+    for_chat, for_proposals = GiveWay(token, ctx.inference), \
+        GiveWay(token, ctx.inference, Priority.NORMAL)
     gate = threading.Event()
     blocker = ModelJob(ctx, lambda job: gate.wait(10)).run()
     qtbot.waitUntil(lambda: ctx.inference.current is blocker, timeout=5000)
     background = ModelJob(ctx, lambda job: None).with_priority(Priority.BACKGROUND).run()
+    assert not for_chat.cancelled and not for_proposals.cancelled
     normal = ModelJob(ctx, lambda job: None).run()
     assert not ctx.inference.interactive_waiting()
+    assert not for_chat.cancelled and for_proposals.cancelled
     chat = ModelJob(ctx, lambda job: None).with_priority(Priority.INTERACTIVE).run()
-    assert ctx.inference.interactive_waiting()
+    assert ctx.inference.interactive_waiting() and for_chat.cancelled
     gate.set()
     qtbot.waitUntil(lambda: all(op.done for op in (background, normal, chat)), timeout=5000)
     assert not ctx.inference.interactive_waiting()
+    assert not for_chat.cancelled and not for_proposals.cancelled
+    token.cancel()
+    assert for_chat.cancelled and for_proposals.cancelled      # the user's own cancel, too
