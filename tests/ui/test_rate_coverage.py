@@ -31,6 +31,16 @@ def _needs(ctx, llama_backend, texts):
     return dict(zip(texts, engine.coverage_needs(texts).tolist()))
 
 
+def _seeded_window(app_window, llama_backend, qtbot):
+    """The window on the Moods profile with the seeded ratings and the real model loaded."""
+    ctx, window = app_window("Moods", responses=RESPONSES)
+    for x, ym, yu in SEEDED:
+        ctx.bank.add_rating("Moods", x, ym, yu)
+    ctx.inference.use_backend(llama_backend)
+    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
+    return ctx, window
+
+
 def _ranked_by(rate, needs):
     """The queue's order is the needs' order, neediest first."""
     got = [needs[it.text] for it in rate.queue]
@@ -40,11 +50,7 @@ def _ranked_by(rate, needs):
 @pytest.mark.slow
 def test_the_queue_is_ranked_by_the_bank_and_again_after_a_rating(app_window, llama_backend, qtbot,
                                                                   tmp_path, model_wait_ms):
-    ctx, window = app_window("Moods", responses=RESPONSES)
-    for x, ym, yu in SEEDED:
-        ctx.bank.add_rating("Moods", x, ym, yu)
-    ctx.inference.use_backend(llama_backend)
-    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
+    ctx, window = _seeded_window(app_window, llama_backend, qtbot)
     rate = window.rate_view
     window.tabs.setCurrentWidget(rate)
     assert rate.coverage_box.isChecked()            # the default order
@@ -108,11 +114,7 @@ def test_a_ranking_that_gives_way_queues_itself_again(app_window, llama_backend,
             return self._first or self._token.cancelled
 
     monkeypatch.setattr(rate_view_module, "GiveWay", GivesWayOnce)
-    ctx, window = app_window("Moods", responses=RESPONSES)
-    for x, ym, yu in SEEDED:
-        ctx.bank.add_rating("Moods", x, ym, yu)
-    ctx.inference.use_backend(llama_backend)
-    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
+    ctx, window = _seeded_window(app_window, llama_backend, qtbot)
     rate = window.rate_view
     rate.load_queries([rate_view_module.Query(q) for q in QUERIES])
     qtbot.waitUntil(lambda: bool(rate.queue) and all(it.need is not None for it in rate.queue),
