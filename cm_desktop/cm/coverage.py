@@ -23,8 +23,6 @@ import numpy as np
 
 from cm_desktop.cancel import check
 
-# The Rate view computes the proposals of this many queries ahead of the one on screen.
-QUEUE_WINDOW = 3
 # The Rate view shows the next query as soon as one is rated, ranked by the bank as it was before
 # that rating (the ranking that includes it runs after the rating's write): the simulated queue
 # picks with the same lag of one rating.

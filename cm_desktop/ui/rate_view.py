@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QFileDialog, QListWidgetItem, QWidget
 from bank_store.records import normalise_response
 from cm_desktop.cancel import Cancelled
 from cm_desktop.cm.choices import filter_responses, top_choices
-from cm_desktop.cm.coverage import QUEUE_WINDOW, RANK_LIMIT
+from cm_desktop.cm.coverage import RANK_LIMIT
 from cm_desktop.ui.idle_tuning import GiveWay
 from cm_desktop.ui.ops import BankQuery, BankWrite, FileTask, ModelJob, Priority
 from cm_desktop.ui.plain import one_line, set_plain
@@ -30,6 +30,9 @@ from cm_desktop.ui.rate_queue import QueueItem, SeenQueries
 from cm_desktop.ui.rating_commands import AddRatingCommand
 from cm_desktop.datasets import Query, read_queries
 
+
+# proposals computed ahead of the query on screen, so the next one is normally ready at once
+PREFETCH_AHEAD = 3
 
 class RateView(QWidget):
     rated = Signal(object)        # the Rating written (after the bank write)
@@ -218,7 +221,7 @@ class RateView(QWidget):
         if not profile:
             return
         wanted = ([self.current] if self.current else []) + (
-            [] if self.paused else self.queue[:QUEUE_WINDOW])
+            [] if self.paused else self.queue[:PREFETCH_AHEAD])
         for item in wanted:
             if item.requested:
                 continue
