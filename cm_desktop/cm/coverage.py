@@ -17,7 +17,7 @@ benchmarks/RESULTS.md, "The coverage order as margin sampling".
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -47,16 +47,34 @@ def bank_classifier(bank_vecs: np.ndarray, bank_users: np.ndarray,
                       n_responses, always=texts)
 
 
-def coverage_needs(bank_vecs: np.ndarray, bank_users: np.ndarray, query_vecs: np.ndarray,
-                   response_vecs: np.ndarray | None, n_responses: int) -> np.ndarray:
-    """(n,) in 0..1, higher = the bank is less sure here: 1 - (p1 - p2) of the bank's classifier
-    on each query vector (all 1 on an empty bank: it knows nothing anywhere)."""
+class Doubt(NamedTuple):
+    """The bank's doubt about each of n queries."""
+    need: np.ndarray        # (n,) in 0..1, higher = the bank is less sure here
+    between: np.ndarray     # (n, 2) its two likeliest responses' indices, likeliest first (-1: none)
+
+    @classmethod
+    def knowing_nothing(cls, n: int) -> "Doubt":
+        """An empty bank's: need 1 everywhere, between nothing."""
+        return cls(np.ones(n), np.full((n, 2), -1, dtype=int))
+
+
+def coverage_doubt(bank_vecs: np.ndarray, bank_users: np.ndarray, query_vecs: np.ndarray,
+                   response_vecs: np.ndarray | None, n_responses: int) -> Doubt:
+    """need = 1 - (p1 - p2) of the bank's classifier on each query vector, and the two responses
+    it hesitates between (an empty bank: need 1 everywhere, between nothing: it knows nothing)."""
     query_vecs = np.asarray(query_vecs, dtype=np.float64)
     if len(bank_users) == 0 or n_responses < 2:
-        return np.ones(len(query_vecs))
+        return Doubt.knowing_nothing(len(query_vecs))
     proba = bank_classifier(bank_vecs, bank_users, response_vecs, n_responses)(query_vecs)
-    top2 = np.sort(proba, axis=1)[:, -2:]
-    return np.clip(1.0 - (top2[:, 1] - top2[:, 0]), 0.0, 1.0)
+    between = np.argsort(-proba, axis=1, kind="stable")[:, :2]
+    top2 = np.take_along_axis(proba, between, axis=1)
+    return Doubt(np.clip(1.0 - (top2[:, 0] - top2[:, 1]), 0.0, 1.0), between)
+
+
+def coverage_needs(bank_vecs: np.ndarray, bank_users: np.ndarray, query_vecs: np.ndarray,
+                   response_vecs: np.ndarray | None, n_responses: int) -> np.ndarray:
+    """(n,) the need alone (`coverage_doubt`): what the order ranks by."""
+    return coverage_doubt(bank_vecs, bank_users, query_vecs, response_vecs, n_responses).need
 
 
 def coverage_order(vecs: np.ndarray, users: np.ndarray, response_vecs: np.ndarray | None,

@@ -131,7 +131,7 @@ class CMEngine:
         # the responses' text embeddings for the evidence rule's prior, kept across refreshes
         # (a rating changes the bank, not the response texts): (responses, vectors)
         self._response_vecs: tuple[tuple, np.ndarray] | None = None
-        # the frozen encoder's embeddings of queued queries, across refreshes (coverage_needs)
+        # the frozen encoder's embeddings of queued queries, across refreshes (coverage_doubt)
         self._frozen_vecs: dict[str, np.ndarray] = {}
         # the encoder tuned on the bank (encoder_tuning): when to tune, reuse, keep, defer
         self.tuning = BankTuning(self.embedder, getattr(bank, "path", None), profile_name)
@@ -395,18 +395,19 @@ class CMEngine:
         nb = self.index.nearest(vec, 1)[0]
         return self.responses[self.index.user_idx[nb.index]], nb.similarity
 
-    def coverage_needs(self, texts: Sequence[str], cancel=None) -> np.ndarray:
-        """(n,) 0..1, higher = the bank is less sure about the query: what the Rate view's coverage
-        order ranks its queue by (the rule is `coverage.coverage_needs`). No model pass: the
-        frozen encoder's embeddings of the ratings and of the queries, the latter kept across
-        rankings (the queue is ranked again after every rating)."""
+    def coverage_doubt(self, texts: Sequence[str], cancel=None) -> coverage.Doubt:
+        """How unsure the bank is about each query (need 0..1, higher = less sure) and the two
+        responses it hesitates between: what the Rate view's coverage order ranks its queue by
+        and shows (the rule is `coverage.coverage_doubt`). No model pass: the frozen encoder's
+        embeddings of the ratings and of the queries, the latter kept across rankings (the queue
+        is ranked again after every rating)."""
         from cm_desktop.cm.evidence import response_text
 
         if len(self.index) == 0:
-            return np.ones(len(texts))
+            return coverage.Doubt.knowing_nothing(len(texts))
         vecs = self._frozen_vectors(list(texts), cancel)
         response_vecs = self._frozen_vectors([response_text(y) for y in self.responses], cancel)
-        return coverage.coverage_needs(self.index.embeddings, self.index.user_idx, vecs,
+        return coverage.coverage_doubt(self.index.embeddings, self.index.user_idx, vecs,
                                        response_vecs, len(self.responses))
 
     def _frozen_vectors(self, texts: list[str], cancel=None) -> np.ndarray:

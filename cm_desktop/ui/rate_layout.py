@@ -62,8 +62,11 @@ def build_rate_view(view: "RateView") -> None:
     view.query_label.setIndent(0)
     view.proposal_label = plain_label("")
     view.proposal_label.setObjectName("proposalText")
+    view.doubt_label = plain_label("")      # why this query now (coverage order)
+    view.doubt_label.setObjectName("muted")
     card_layout.addWidget(view.source_label)
     card_layout.addWidget(view.query_label)
+    card_layout.addWidget(view.doubt_label)
     card_layout.addWidget(view.proposal_label)
     outer.addWidget(card)
 

@@ -23,6 +23,7 @@ class QueueItem:
     query: Query
     trace: object = None          # cm Trace once proposed
     need: float | None = None     # coverage need (higher = the bank knows less), once ranked
+    between: tuple[str, str] | None = None  # the two answers the bank hesitates between, then
     pinned: bool = False          # typed by the user: asked before the ranked ones
     requested: bool = False
     error: BaseException | None = None
@@ -38,6 +39,14 @@ class QueueItem:
     @property
     def text(self) -> str:
         return self.query.text
+
+
+def doubt_text(item: QueueItem) -> str:
+    """Why the coverage order asks this query now, for the card ("" where no ranking said)."""
+    if item.pinned or item.between is None:
+        return ""
+    first, second = item.between
+    return f"Asked now: your ratings leave it between “{first}” and “{second}”."
 
 
 class SeenQueries:

@@ -7,8 +7,8 @@ filter; Ctrl+Z is the app's Undo (the rating), never the filter box's text undo.
 
 Proposals are computed on the inference thread and the next few queries are prefetched, so the next
 one is normally ready at once. With coverage-driven order the queue is ranked after every rating,
-neediest first, by where the bank's classifier hesitates most (`CMEngine.coverage_needs`, no model
-pass). A rated query is never offered again and a
+neediest first, by where the bank's classifier hesitates most (`CMEngine.coverage_doubt`, no model
+pass), and the card says which two answers it hesitates between. A rated query is never offered again and a
 skipped one only when nothing else is left, across restarts too (`rate_queue.SeenQueries`). When
 the user's learning curve has flattened, a hint offers the coverage order (`curve_hint`).
 """
@@ -26,7 +26,7 @@ from cm_desktop.ui.idle_tuning import GiveWay
 from cm_desktop.ui.ops import BankQuery, BankWrite, FileTask, ModelJob, Priority
 from cm_desktop.ui.plain import one_line, set_plain
 from cm_desktop.ui.rate_layout import build_rate_view
-from cm_desktop.ui.rate_queue import QueueItem, SeenQueries
+from cm_desktop.ui.rate_queue import QueueItem, SeenQueries, doubt_text
 from cm_desktop.ui.rating_commands import AddRatingCommand
 from cm_desktop.datasets import Query, read_queries
 
@@ -163,6 +163,7 @@ class RateView(QWidget):
     def _coverage_toggled(self, on: bool) -> None:
         self.ctx.settings.coverage_order = on
         self.curve_hint.coverage_changed()
+        self._show_current()        # the card says why this query only in coverage order
         self._rank_queue()
         self._prefetch()
 
@@ -183,20 +184,23 @@ class RateView(QWidget):
         def rank(job):
             engine = job.session.engine_for(profile)
             try:
-                return engine.coverage_needs([it.text for it in items],
-                                             cancel=GiveWay(job.cancel, worker, Priority.NORMAL))
+                doubt = engine.coverage_doubt([it.text for it in items],
+                                              cancel=GiveWay(job.cancel, worker, Priority.NORMAL))
             except Cancelled:
                 job.check()     # superseded or stopped: no more tries
                 return None     # gave way: what was embedded is kept for the next try
+            names = engine.responses
+            return [(float(need), (names[a], names[b]) if b >= 0 else None)
+                    for need, (a, b) in zip(doubt.need, doubt.between)]
 
-        def ranked(needs):
+        def ranked(doubts):
             if profile != self.ctx.profile or not self.coverage_box.isChecked():
                 return
-            if needs is None:
+            if doubts is None:
                 self._rank_queue()
                 return
-            for it, need in zip(items, needs):
-                it.need = float(need)
+            for it, (need, between) in zip(items, doubts):
+                it.need, it.between = need, between
             self.queue = self.seen.ranked(self.queue)
             self._prefetch()
 
@@ -272,10 +276,12 @@ class RateView(QWidget):
             set_plain(self.query_label, "All done: open another dataset or type a query above."
                       if done else "No queries yet: open a dataset or type one above.")
             set_plain(self.proposal_label, "")
+            set_plain(self.doubt_label, "")
             self.accept_button.setEnabled(False)
             self.skip_button.setEnabled(False)
             return
         set_plain(self.query_label, item.text)
+        set_plain(self.doubt_label, doubt_text(item) if self.coverage_box.isChecked() else "")
         self.skip_button.setEnabled(True)
         if item.error is not None:
             set_plain(self.proposal_label, f"Could not get a proposal: {item.error}")

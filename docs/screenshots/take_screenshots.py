@@ -186,6 +186,11 @@ def main() -> int:
     wait(lambda: ctx.inference.fingerprint is not None)
     wait(lambda: rate.current is not None and rate.current.trace is not None)
     window.tabs.setCurrentWidget(rate)
+    # the first query is asked before the queue is ranked; skipped, the next is the bank's
+    # neediest, and the card says which two answers it hesitates between
+    wait(lambda: bool(rate.queue) and rate.queue[0].between is not None)
+    rate.skip()
+    wait(lambda: rate.current is not None and rate.current.trace is not None)
     rate.filter_edit.setFocus()
     shoot("rate")
     window.dismiss_onboarding()

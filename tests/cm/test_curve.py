@@ -115,12 +115,17 @@ def test_coverage_need_is_where_the_banks_classifier_hesitates():
     bank_users = np.repeat(np.arange(3), 6)
     bank = centres[bank_users] + 0.05 * rng.normal(size=(18, 8))
     queries = np.vstack([centres[0], (centres[0] + centres[1]) / 2, centres[2]])
-    need = coverage.coverage_needs(bank, bank_users, queries, None, 3)
+    need, between = coverage.coverage_doubt(bank, bank_users, queries, None, 3)
+    assert need.tolist() == coverage.coverage_needs(bank, bank_users, queries, None, 3).tolist()
     # between two answers' ratings the classifier hesitates; on one answer's ratings it does not
     assert need[1] > max(need[0], need[2]) and need[1] > 0.8 and max(need[0], need[2]) < 0.5
     assert ((0.0 <= need) & (need <= 1.0)).all()
-    # an empty bank knows nothing anywhere: every query equally needy
-    assert coverage.coverage_needs(bank[:0], bank_users[:0], queries, None, 3).tolist() == [1.0] * 3
+    # the two answers it hesitates between, likeliest first
+    assert sorted(between[1].tolist()) == [0, 1]
+    assert between[0, 0] == 0 and between[2, 0] == 2
+    # an empty bank knows nothing anywhere: every query equally needy, between no answers
+    empty = coverage.coverage_doubt(bank[:0], bank_users[:0], queries, None, 3)
+    assert empty.need.tolist() == [1.0] * 3 and (empty.between == -1).all()
     # a response nobody rated is a class through its own text: the classifier can answer it
     only_two = bank_users < 2
     with_texts = coverage.bank_classifier(bank[only_two], bank_users[only_two], centres, 3)

@@ -141,7 +141,7 @@ def test_the_instance_rule_is_tuned_only_when_a_rule_needs_it(llama_backend, pro
         engine.index.embeddings, engine.index.user_idx, engine.embedder.encode(texts),
         engine.embedder.encode([response_text(y) for y in engine.responses]),
         len(engine.responses))
-    assert engine.coverage_needs(texts) == pytest.approx(simulated, abs=1e-6)
+    assert engine.coverage_doubt(texts).need == pytest.approx(simulated, abs=1e-6)
     assert tunings == []
     outcome = engine.model_pass(QUERY)
     engine.apply_memory(outcome, "instance")
@@ -206,14 +206,18 @@ def test_cancel_and_bad_input(llama_backend, profile_bank):
 
 def test_coverage_need_is_higher_where_the_bank_knows_less(llama_backend, profile_bank):
     engine = _engine(llama_backend, profile_bank)
-    assert engine.coverage_needs([QUERY]).tolist() == [1.0]      # empty bank: knows nothing
+    empty = engine.coverage_doubt([QUERY])
+    assert empty.need.tolist() == [1.0] and empty.between.tolist() == [[-1, -1]]  # knows nothing
     for x in ("wake me up at six", "wake me up at eight", "wake me up at nine"):
         profile_bank.add_rating("p", x, "alarm", "alarm")
     for x in ("what should I cook tonight", "a recipe for dinner", "how long to boil an egg"):
         profile_bank.add_rating("p", x, "music", "cooking")
     engine.refresh()
-    known, unknown = engine.coverage_needs(["wake me up at seven", "is it windy in paris"])
+    doubt = engine.coverage_doubt(["wake me up at seven", "is it windy in paris"])
+    known, unknown = doubt.need
     assert 0.0 <= known < unknown <= 1.0
+    # near the alarm ratings, the likeliest answer is alarm (indices into the profile's responses)
+    assert engine.responses[doubt.between[0, 0]] == "alarm"
     # the queries' embeddings are kept for the next ranking (the queue is ranked after every
     # rating): asked again after a rating, nothing is embedded twice
     encoded = []
@@ -222,7 +226,7 @@ def test_coverage_need_is_higher_where_the_bank_knows_less(llama_backend, profil
     try:
         profile_bank.add_rating("p", "play some jazz", "music", "music")
         engine.refresh()
-        again = engine.coverage_needs(["wake me up at seven", "is it windy in paris"])
+        again = engine.coverage_doubt(["wake me up at seven", "is it windy in paris"]).need
     finally:
         del engine.embedder.encode
     assert "wake me up at seven" not in encoded and "is it windy in paris" not in encoded

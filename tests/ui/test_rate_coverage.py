@@ -25,10 +25,17 @@ def _hashed_embedder(monkeypatch):
     monkeypatch.setenv("CM_EMBEDDER", "hashed")
 
 
-def _needs(ctx, llama_backend, texts):
-    """What the engine's rule says on the bank as it is now (a fresh engine, no window)."""
+def _doubts(ctx, llama_backend, texts):
+    """What the engine's rule says on the bank as it is now (a fresh engine, no window):
+    text -> (need, the two answers it hesitates between)."""
     engine = CMEngine(llama_backend, ctx.bank, "Moods", strategy="vanilla")
-    return dict(zip(texts, engine.coverage_needs(texts).tolist()))
+    doubt = engine.coverage_doubt(texts)
+    return {t: (float(need), (engine.responses[a], engine.responses[b]))
+            for t, need, (a, b) in zip(texts, doubt.need, doubt.between)}
+
+
+def _needs(ctx, llama_backend, texts):
+    return {t: need for t, (need, _) in _doubts(ctx, llama_backend, texts).items()}
 
 
 def _seeded_window(app_window, llama_backend, qtbot):
@@ -62,16 +69,25 @@ def test_the_queue_is_ranked_by_the_bank_and_again_after_a_rating(app_window, ll
     qtbot.waitUntil(lambda: bool(rate.queue) and all(it.need is not None for it in rate.queue),
                     timeout=model_wait_ms)
     assert rate.current.text == QUERIES[0]
-    needs = _needs(ctx, llama_backend, QUERIES[1:])
+    doubts = _doubts(ctx, llama_backend, QUERIES[1:])
+    needs = {t: need for t, (need, _) in doubts.items()}
     assert {it.text: it.need for it in rate.queue} == pytest.approx(needs, abs=1e-6)
+    assert {it.text: it.between for it in rate.queue} == {t: b for t, (_, b) in doubts.items()}
     assert _ranked_by(rate, needs)
     assert len(set(needs.values())) > 1             # an order, not a tie
+    assert rate.doubt_label.text() == ""            # the first query was asked unranked
 
     # a rating changes the bank: the queue is ranked again by the new bank
     qtbot.waitUntil(lambda: rate.current.trace is not None, timeout=model_wait_ms)
     qtbot.keyClicks(rate.filter_edit, "cooking")
     qtbot.keyClick(rate.filter_edit, Qt.Key_Return)
     qtbot.waitUntil(lambda: ctx.bank.rating_count("Moods") == len(SEEDED) + 1, timeout=10_000)
+    # the next query is the neediest, and the card says which two answers the bank weighed
+    head = max(needs, key=needs.get)
+    assert rate.current.text == head
+    first, second = doubts[head][1]
+    assert rate.doubt_label.text() == f"Asked now: your ratings leave it between “{first}” and “{second}”."
+    assert first != second and {first, second} <= set(RESPONSES)
     after = _needs(ctx, llama_backend, [it.text for it in rate.queue])
     assert after != pytest.approx({t: needs[t] for t in after}, abs=1e-6)
     qtbot.waitUntil(lambda: {it.text: it.need for it in rate.queue} == pytest.approx(after, abs=1e-6),
@@ -86,8 +102,9 @@ def test_the_queue_is_ranked_by_the_bank_and_again_after_a_rating(app_window, ll
     qtbot.waitUntil(lambda: not rate._rank_running(), timeout=model_wait_ms)
     assert rate.queue[0].text == "turn the oven on"
 
-    # switched off, the order stays as it is: a bank change ranks nothing
+    # switched off, the order stays as it is: a bank change ranks nothing; the card says no why
     rate.coverage_box.setChecked(False)
+    assert rate.doubt_label.text() == ""
     order = [it.text for it in rate.queue]
     ctx.bank.add_rating("Moods", "bake me a cake", "cooking", "cooking")
     ctx.bank_changed.emit("Moods")
