@@ -97,7 +97,8 @@ def main() -> int:
     from cm_desktop.backends import load_backend
     from cm_desktop.cm.engine import CMEngine
     from cm_desktop.cm.estimate import estimate_bank
-    from cm_desktop.cm.evaluate import held_out_queries, load_dataset
+    from cm_desktop.cm.evaluate import held_out_queries
+    from cm_desktop.datasets import load_dataset
     from cm_desktop.ui.resource_files import (SAMPLE_PROFILE_NAME, ensure_sample_profile,
                                               sample_guidance)
 

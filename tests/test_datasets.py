@@ -53,3 +53,15 @@ def test_bad_inputs_are_one_clear_error(tmp_path):
     bad.write_bytes(b'{"input": "a"}\n\xff\n')
     with pytest.raises(DatasetError, match=r"bad.jsonl:2: not UTF-8"):
         read_queries(bad)
+
+
+def test_load_dataset_names_the_bad_line(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"input": "a", "label": "x"}\n{"input": 3}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"d.jsonl:2"):
+        load_dataset(p)
+    p.write_text('{"input": "a", "label": "x"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"d.jsonl:2: not valid JSON"):
+        load_dataset(p)
+    with pytest.raises(FileNotFoundError):
+        load_dataset(tmp_path / "missing.jsonl")

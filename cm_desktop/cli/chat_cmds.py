@@ -184,7 +184,8 @@ def cmd_conversation_delete(args) -> int:
 
 
 def register(subparsers) -> None:
-    from cm_desktop.cli.engine_cmds import STRATEGY_NAMES, VARIANT_NAMES, _add_backend_options
+    from cm_desktop.cli.engine_cmds import STRATEGY_NAMES, _add_backend_options
+    from cm_desktop.cm import VARIANTS as VARIANT_NAMES
     from cm_desktop.cm import DEFAULT_VARIANT
 
     p = subparsers.add_parser(

@@ -17,7 +17,7 @@ from cm_desktop.cli import CLIError, open_bank
 from cm_desktop.cli.terminal_text import inert
 
 from cm_desktop.backends import KINDS as BACKEND_KINDS
-from cm_desktop.cm import STRATEGIES as STRATEGY_NAMES, VARIANTS as VARIANT_NAMES  # defined once
+from cm_desktop.cm import STRATEGIES as STRATEGY_NAMES  # defined once
 
 
 def _add_backend_options(p: argparse.ArgumentParser) -> None:

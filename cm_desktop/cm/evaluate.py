@@ -20,7 +20,6 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from cm_desktop.cancel import check
-from cm_desktop.datasets import load_dataset  # noqa: F401 (the one dataset reader; used here before)
 from cm_desktop.cm import VARIANTS
 from cm_desktop.cm import marginalize as mz
 from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, normalise_text

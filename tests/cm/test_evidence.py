@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from cm_desktop.cm import evaluate as ev
 from cm_desktop.cm import evidence

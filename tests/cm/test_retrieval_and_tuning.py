@@ -96,18 +96,6 @@ def test_macro_f1_known_value():
     assert ev.macro_f1(["a"], ["a"]) == 1.0
 
 
-def test_load_dataset_names_the_bad_line(tmp_path):
-    p = tmp_path / "d.jsonl"
-    p.write_text('{"input": "a", "label": "x"}\n{"input": 3}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"d.jsonl:2"):
-        ev.load_dataset(p)
-    p.write_text('{"input": "a", "label": "x"}\nnot json\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"d.jsonl:2: not valid JSON"):
-        ev.load_dataset(p)
-    with pytest.raises(FileNotFoundError):
-        ev.load_dataset(tmp_path / "missing.jsonl")
-
-
 def test_prompts_keep_the_fixed_part_first_and_candidates_end_the_answer():
     fixed = st.fixed_part(RESPONSES)
     prompts = [st.vanilla_prompt(RESPONSES, "q"),
