@@ -61,6 +61,8 @@ class RateView(QWidget):
     def _on_profile_changed(self, profile: str) -> None:
         self._responses = []
         self.seen.clear()
+        for item in ([self.current] if self.current else []) + self.queue:
+            item.need = item.between = None     # the other profile's bank's doubt
         if profile:
             (BankQuery(self, lambda job: list(job.bank.get_profile(profile).responses))
              .supersedes((id(self), "responses")).labelled("Reading the profile")

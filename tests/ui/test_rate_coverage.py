@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from cm_desktop.cm.engine import CMEngine
+from cm_desktop.ui.resource_files import SAMPLE_PROFILE_NAME
 
 RESPONSES = ["alarm", "music", "cooking", "weather"]
 SEEDED = [("wake me up at six", "alarm", "alarm"), ("set an alarm for eight", "alarm", "alarm"),
@@ -101,6 +102,16 @@ def test_the_queue_is_ranked_by_the_bank_and_again_after_a_rating(app_window, ll
     rate._rank_queue()
     qtbot.waitUntil(lambda: not rate._rank_running(), timeout=model_wait_ms)
     assert rate.queue[0].text == "turn the oven on"
+
+    # the doubt was the other profile's bank's: dropped at a switch (the sample profile, no ratings
+    # here, has none to tell)
+    ctx.set_profile(SAMPLE_PROFILE_NAME)
+    qtbot.waitUntil(lambda: ctx.profile == SAMPLE_PROFILE_NAME, timeout=5_000)
+    assert rate.doubt_label.text() == "" and all(it.between is None for it in rate.queue)
+    ctx.set_profile("Moods")
+    qtbot.waitUntil(lambda: ctx.profile == "Moods", timeout=5_000)
+    qtbot.waitUntil(lambda: all(it.need is not None for it in rate.queue if not it.pinned),
+                    timeout=model_wait_ms)
 
     # switched off, the order stays as it is: a bank change ranks nothing; the card says no why
     rate.coverage_box.setChecked(False)
