@@ -185,8 +185,7 @@ def cmd_conversation_delete(args) -> int:
 
 def register(subparsers) -> None:
     from cm_desktop.cli.engine_cmds import STRATEGY_NAMES, _add_backend_options
-    from cm_desktop.cm import VARIANTS as VARIANT_NAMES
-    from cm_desktop.cm import DEFAULT_VARIANT
+    from cm_desktop.cm import DEFAULT_VARIANT, VARIANTS as VARIANT_NAMES
 
     p = subparsers.add_parser(
         "chat", help="chat with CM applied; kept as a conversation in the bank",

@@ -23,7 +23,7 @@ class QueueItem:
     query: Query
     trace: object = None          # cm Trace once proposed
     need: float | None = None     # coverage need (higher = the bank knows less), once ranked
-    between: tuple[str, str] | None = None  # the two answers the bank hesitates between, then
+    between: tuple[str, str] | None = None  # the two answers the bank hesitates between, too
     pinned: bool = False          # typed by the user: asked before the ranked ones
     requested: bool = False
     error: BaseException | None = None

@@ -8,9 +8,10 @@ filter; Ctrl+Z is the app's Undo (the rating), never the filter box's text undo.
 Proposals are computed on the inference thread and the next few queries are prefetched, so the next
 one is normally ready at once. With coverage-driven order the queue is ranked after every rating,
 neediest first, by where the bank's classifier hesitates most (`CMEngine.coverage_doubt`, no model
-pass), and the card says which two answers it hesitates between. A rated query is never offered again and a
-skipped one only when nothing else is left, across restarts too (`rate_queue.SeenQueries`). When
-the user's learning curve has flattened, a hint offers the coverage order (`curve_hint`).
+pass), and the card names the two answers it hesitates between. A rated query is never offered
+again and a skipped one only when nothing else is left, across restarts too
+(`rate_queue.SeenQueries`). When the user's learning curve has flattened, a hint offers the
+coverage order (`curve_hint`).
 """
 
 from __future__ import annotations
