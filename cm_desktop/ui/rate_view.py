@@ -322,8 +322,11 @@ class RateView(QWidget):
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(self.n_rated + self.n_skipped)
         agreement = f"{self.n_agreed / self.n_rated:.0%}" if self.n_rated else "–"
-        set_plain(self.counts_label, f"Rated {self.n_rated}  ·  skipped {self.n_skipped}  ·  remaining {remaining}"
-                                     f"  ·  model agreed with you {self.n_agreed} of {self.n_rated} ({agreement})")
+        # counts since the app opened: the bank's own totals are on the Bank view
+        set_plain(self.counts_label,
+                  f"Rated {self.n_rated} this session  ·  skipped {self.n_skipped}  ·  "
+                  f"remaining {remaining}  ·  model agreed with you {self.n_agreed} of "
+                  f"{self.n_rated} ({agreement})")
 
     # ---- actions -----------------------------------------------------------------------------
     def accept(self) -> None:
