@@ -6,8 +6,9 @@ rated instances' embeddings (the frozen encoder's, as stored), each response's o
 the margin the gap between its two likeliest answers. The next query is the one where the bank
 hesitates most between two answers (margin sampling): one rating there moves the boundary the
 most. It needs no model pass, so the Rate view ranks its whole queue after every rating
-(`CMEngine.coverage_needs`), and `cm curve --orders coverage` simulates the same ranking over the
-whole remaining pool, so the curve measures the app's own order.
+(`CMEngine.coverage_doubt`, whose two answers the view's card names), and `cm curve --orders
+coverage` simulates the same ranking over the whole remaining pool, so the curve measures the
+app's own order.
 
 Measured on the curves' pools (3 simulated users each, cm-evidence on the frozen encoder) against
 the earlier rule (the y' never seen, the conflict among the bank's answers for y', the neighbours'
