@@ -324,7 +324,7 @@ class RateView(QWidget):
         agreement = f"{self.n_agreed / self.n_rated:.0%}" if self.n_rated else "–"
         # counts since the app opened: the bank's own totals are on the Bank view
         set_plain(self.counts_label,
-                  f"Rated {self.n_rated} this session  ·  skipped {self.n_skipped}  ·  "
+                  f"Rated {self.n_rated} since opening  ·  skipped {self.n_skipped}  ·  "
                   f"remaining {remaining}  ·  model agreed with you {self.n_agreed} of "
                   f"{self.n_rated} ({agreement})")
 

@@ -68,7 +68,7 @@ def test_rate_chat_export_import(app_window, llama_backend, qtbot, tmp_path, mod
     got = {r.instance: (r.model_response, r.user_response) for r in bank.ratings("Test")}
     assert got == expected
     assert all(r.source == "rated" and r.fingerprint == llama_backend.fingerprint for r in bank.ratings("Test"))
-    assert "Rated 5 this session" in rate.counts_label.text() and "remaining 0" in rate.counts_label.text()
+    assert "Rated 5 since opening" in rate.counts_label.text() and "remaining 0" in rate.counts_label.text()
 
     # Ctrl+Z undoes the last rating in the bank and brings its query back; Redo restores it
     last_query = list(expected)[-1]
