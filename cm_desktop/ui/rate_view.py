@@ -35,6 +35,7 @@ from cm_desktop.datasets import Query, read_queries
 # proposals computed ahead of the query on screen, so the next one is normally ready at once
 PREFETCH_AHEAD = 3
 
+
 class RateView(QWidget):
     rated = Signal(object)        # the Rating written (after the bank write)
 
@@ -62,7 +63,7 @@ class RateView(QWidget):
     def _on_profile_changed(self, profile: str) -> None:
         self._responses = []
         self.seen.clear()
-        for item in ([self.current] if self.current else []) + self.queue:
+        for item in self._items():
             item.need = item.between = None     # the other profile's bank's doubt
         if profile:
             (BankQuery(self, lambda job: list(job.bank.get_profile(profile).responses))
@@ -108,9 +109,13 @@ class RateView(QWidget):
         self._responses = responses
         self._refilter()
 
+    def _items(self) -> list[QueueItem]:
+        """The query on screen, then the queued ones."""
+        return ([self.current] if self.current else []) + self.queue
+
     def _restart_proposals(self) -> None:
         """Proposals belong to one profile and one model: drop them and ask again."""
-        for item in ([self.current] if self.current else []) + self.queue:
+        for item in self._items():
             item.forget_proposal()
         self._show_current()
         self._prefetch()
@@ -118,7 +123,7 @@ class RateView(QWidget):
     def _backend_loaded(self, _kind: str, fingerprint: str) -> None:
         """Re-ask only what another model proposed or what failed; queued requests already run
         after the load (the inference thread is FIFO)."""
-        for item in ([self.current] if self.current else []) + self.queue:
+        for item in self._items():
             if item.error is not None or (item.trace is not None and item.fingerprint != fingerprint):
                 item.forget_proposal()
         self._show_current()
