@@ -26,11 +26,14 @@ from cm_desktop.cancel import check
 
 log = logging.getLogger(__name__)
 
-# From this many ratings per response on average (the same point from which the model's own
-# distribution is a classifier feature, evidence.MODEL_FEATURES_PER_RESPONSE). Measured on the
-# curves (3 simulated users, cm-evidence, frozen -> tuned): massive_scenario +1.5 / +1.5 / +1.4
-# points at 100 / 300 / 500 ratings, banking77 +2.6 / +2.8 at 400 / 500, clinc +0.9 at 750.
-TUNE_PER_RESPONSE = 4
+# From this many ratings per response on average. Measured on the curves (3 simulated users,
+# cm-evidence, frozen -> tuned): massive_scenario +1.5 / +1.5 / +1.4 points at 100 / 300 / 500
+# ratings, banking77 +2.6 / +2.8 at 400 / 500, clinc +0.9 at 750. From 2 rather than 4 (random
+# order, dev harness on the curves' pools): banking77 +3.8 / +2.2 at 200 / 300 ratings (2.6 / 3.9
+# per response), coverage order +1.7 at 300; clinc +0.5 / +0.8 at 300 / 500 (2.0 / 3.3);
+# massive_scenario -0.4 at 50 (2.8). From 1: banking77 +2.7 more at 100 (1.3), but clinc -0.7 at
+# 200 (1.3) and massive_scenario -0.7 at 25 (1.4).
+TUNE_PER_RESPONSE = 2
 # 8 epochs: +1.0 at 300 ratings and -0.3 at 576 on massive_scenario (3 users), at twice the time
 TUNE_EPOCHS = 4
 TUNE_BATCH = 16

@@ -15,7 +15,7 @@ overrule the model, and the model's corrected distribution keeps its say where t
 little. The rule is tuned and its classifier fitted (`EvidenceRule`) on the bank at checkpoints
 5, 10, 20, 40, ... ratings rather than before every rating as the live engine does: the decision
 at k depends only on ratings before k either way, and the tuning cost stays O(n log n) instead
-of O(n^2). Likewise the encoder tuned on the bank (`encoder_tuning`, from 4 ratings per
+of O(n^2). Likewise the encoder tuned on the bank (`encoder_tuning`, from 2 ratings per
 response): tuned at those checkpoints on the ratings before them, where the engine tunes again
 after 10 % growth.
 
@@ -37,8 +37,8 @@ from cm_desktop.cm.retrieval import Embedder, RatingIndex, default_embedder, nor
 
 # A new version when the rule's decisions change, so that rows cached by the old rule are
 # computed again (v2: the bank classifier's model features, `evidence.MODEL_FEATURE_WEIGHT`; v3:
-# the encoder tuned on the bank, `encoder_tuning`).
-RULE_VERSION = "prequential-evidence-v3"
+# the encoder tuned on the bank, `encoder_tuning`; v4: tuned from 2 ratings per response, not 4).
+RULE_VERSION = "prequential-evidence-v4"
 FIRST_TUNE = 5          # the engine tunes from 5 ratings on (CMEngine.refresh)
 WINDOW = 25             # the plot's trailing window, in the user's ratings
 FLAT_SPAN = 50          # "your last 50 ratings changed little"

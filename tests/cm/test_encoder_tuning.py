@@ -107,15 +107,18 @@ def _outcome(engine, text: str) -> ModelOutcome:
     return ModelOutcome(text, "vanilla", p, 0, 1, 0.0, None, None)
 
 
-def test_the_engine_decides_through_the_tuned_encoder_and_tunes_again_only_when_needed(bank, base):
+def test_the_engine_decides_through_the_tuned_encoder_and_tunes_again_only_when_needed(
+        bank, base, monkeypatch):
+    # a tuning point of 12 ratings, so that one rating more is under RETUNE_GROWTH's 10 %
+    monkeypatch.setattr(et, "TUNE_PER_RESPONSE", 4)
     bank.create_profile("p", RESPONSES)
     rows = [(TEXTS[i], RESPONSES[LABELS[i]]) for i in np.argsort(np.arange(18) % 6, kind="stable")]
-    gate = et.TUNE_PER_RESPONSE * len(RESPONSES)       # 12
+    gate = et.TUNE_PER_RESPONSE * len(RESPONSES)
     for text, label in rows[:gate - 1]:
         bank.add_rating("p", text, "card_arrival", label)
     engine = CMEngine(None, bank, "p", embedder=base, variant="evidence", calibrate=False)
     trace = engine.apply_memory(_outcome(engine, "my card has not arrived"), "evidence")
-    assert trace.encoder == ""                        # 11 ratings: under 4 per response
+    assert trace.encoder == ""                        # 11 ratings: under the tuning point
     assert "encoder" not in trace.explain()
 
     tunings = []
@@ -233,7 +236,7 @@ def test_cm_curve_reads_through_the_encoder_tuned_on_each_simulated_bank(base, m
     expected = logreg_predict(tuned.encode(TEXTS), LABELS, tuned.encode(tests), r)
     assert np.array_equal(preds["logreg-tuned"], expected)
     assert "cm-evidence" in tuned_params
-    # under 4 ratings per response nothing is tuned: the row is plain logistic regression
+    # under TUNE_PER_RESPONSE ratings per response nothing is tuned: plain logistic regression
     small = np.arange(0, 18, 2)[:et.TUNE_PER_RESPONSE * r - 1]
     preds, _ = curve.predict_at(data, small, methods, embedder=base)
     # (the second tuning is this test's own, above): none for the small bank

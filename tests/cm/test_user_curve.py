@@ -196,7 +196,7 @@ def test_a_rebased_twin_is_no_new_point_of_the_users_curve(bank, embedder):
 
 
 @pytest.mark.slow
-def test_from_four_ratings_per_response_a_point_is_the_engines_decision_through_the_tuned_encoder(
+def test_from_the_tuning_point_a_point_is_the_engines_decision_through_the_tuned_encoder(
         bank, tmp_path):
     from bank_store import DiscrepancyBank
     from cm_desktop.cm import encoder_tuning as et
@@ -208,8 +208,9 @@ def test_from_four_ratings_per_response_a_point_is_the_engines_decision_through_
     _bank_with(bank, _many(22, seed=3))
     index = RatingIndex(bank, "p", minilm)
     rules: dict = {}
-    results = uc.evaluate_positions(index, [10, 20, 21], tuned=rules)
-    assert rules[10].index.embedder is minilm                 # 10 < 4 per response: frozen
+    results = uc.evaluate_positions(index, [5, 20, 21], tuned=rules)
+    assert 5 < et.TUNE_PER_RESPONSE * len(RESPONSES)
+    assert rules[5].index.embedder is minilm                  # below the tuning point: frozen
     assert isinstance(rules[20].index.embedder, et.TunedEmbedder)
     assert rules[20].index.embedder.n_ratings == 20
     # the engine on the first 20 ratings tunes the same encoder and decides rating 20 the same way
