@@ -1,7 +1,7 @@
 """What the encoder tuned on the bank costs, against the evidence rule's own build in the same run.
 
-From 4 ratings per response the engine's first decision after the bank outgrew its tuning tunes
-MiniLM on the bank (cm/encoder_tuning.py). This measures, on N rated queries of a dataset (the
+From `encoder_tuning.TUNE_PER_RESPONSE` ratings per response the engine's first decision after the
+bank outgrew its tuning tunes MiniLM on the bank. This measures, on N rated queries of a dataset (the
 model's answer y' drawn, agreeing with the label 30 % of the time; the cost does not depend on
 it), in the same run:
 - baseline: the evidence rule's build on the frozen encoder (what every refresh costs anyway);

@@ -302,3 +302,45 @@ def test_on_a_bank_of_four_ratings_per_response_the_encoder_is_tuned_in_idle_tim
     qtbot.waitUntil(lambda: reply.message_id is not None, timeout=15000)
     stored = ctx.bank.conversation(chat.conversation.id).messages[-1]
     assert stored.trace["encoder"] == "tuned on 12 of your ratings"
+
+
+def test_a_tuning_in_idle_time_gives_way_to_the_next_message_and_finishes_after_it(
+        app_window, llama_backend, qtbot):
+    from cm_desktop.cm import encoder_tuning as et
+    from cm_desktop.cm.retrieval import torch_available
+    from cm_desktop.paths import tuned_encoders_dir
+    from cm_desktop.ui import idle_tuning
+
+    if not torch_available():
+        pytest.skip("MiniLM needs torch")
+    responses = ["card arrival", "exchange rate", "lost or stolen card"]
+    phrasings = {"card arrival": "my card {} has not arrived yet",
+                 "exchange rate": "what exchange rate applies to payment {}",
+                 "lost or stolen card": "card number {} was stolen from me"}
+    ctx, window = app_window("Cards", responses=responses)
+    # 40 ratings per response: a tuning of 32 batches, so that a message sent while the first
+    # batches run finds it still running
+    for meant, phrasing in phrasings.items():
+        for i in range(40):
+            ctx.bank.add_rating("Cards", phrasing.format(i), "card arrival", meant)
+    ctx.inference.use_backend(llama_backend)
+    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
+    window.tabs.setCurrentWidget(window.chat_view)
+    chat = window.chat_view
+    kept = et.tuned_file(tuned_encoders_dir(), ctx.bank.path, "Cards")
+    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+        chat.send("the card I ordered still is not here")
+    assert chat.replies[-1].trace.encoder == ""
+    # the tuning due after that reply runs in idle time, its progress in the status bar
+    qtbot.waitUntil(lambda: window.running_label.text() == idle_tuning.LABEL
+                    and window.op_progress.value() >= 2, timeout=MODEL_WAIT_MS)
+    assert not kept.exists()
+    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+        chat.send("has my card been posted")
+    # the message did not wait behind the tuning (its decision would then read through it)...
+    assert chat.replies[-1].trace.encoder == ""
+    # ...which queued itself again behind it and finishes
+    qtbot.waitUntil(kept.is_file, timeout=MODEL_WAIT_MS)
+    with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
+        chat.send("is my card in the post")
+    assert chat.replies[-1].trace.encoder == "tuned on 120 of your ratings"
