@@ -262,30 +262,36 @@ def test_the_raw_toggle_while_a_picked_meaning_is_rewritten_shows_the_new_raw_an
     assert (stored.text, stored.response) == (reply.answers["personal"], picked)
 
 
-def test_on_a_bank_of_four_ratings_per_response_the_encoder_is_tuned_in_idle_time_for_the_next_message(
-        app_window, llama_backend, qtbot):
+def _cards_chat(app_window, llama_backend, qtbot, rated: dict[str, list[str]]):
+    """The window on a "Cards" profile with `rated` ({meant: [texts]}, the model having said "card
+    arrival" to each) and the real model, its Chat view shown; and where the profile's tuning is
+    kept."""
     from cm_desktop.cm import encoder_tuning as et
     from cm_desktop.cm.retrieval import torch_available
     from cm_desktop.paths import tuned_encoders_dir
 
     if not torch_available():
         pytest.skip("MiniLM needs torch")
-    responses = ["card arrival", "exchange rate", "lost or stolen card"]
-    rated = {"card arrival": ["where is my card", "my card has not come yet",
-                              "how long does a new card take", "is my card in the post"],
-             "exchange rate": ["what rate do you use for euros", "is the conversion rate fair",
-                               "how much is a dollar in pounds", "why was my rate so bad"],
-             "lost or stolen card": ["i lost my card", "someone stole my card",
-                                     "i cannot find my card", "my wallet with the card is gone"]}
-    ctx, window = app_window("Cards", responses=responses)
+    ctx, window = app_window("Cards", responses=list(rated))
     for meant, texts in rated.items():
         for text in texts:
             ctx.bank.add_rating("Cards", text, "card arrival", meant)
     ctx.inference.use_backend(llama_backend)
     qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
     window.tabs.setCurrentWidget(window.chat_view)
-    chat = window.chat_view
-    kept = et.tuned_file(tuned_encoders_dir(), ctx.bank.path, "Cards")
+    return ctx, window, window.chat_view, et.tuned_file(tuned_encoders_dir(), ctx.bank.path,
+                                                        "Cards")
+
+
+def test_on_a_bank_of_four_ratings_per_response_the_encoder_is_tuned_in_idle_time_for_the_next_message(
+        app_window, llama_backend, qtbot):
+    rated = {"card arrival": ["where is my card", "my card has not come yet",
+                              "how long does a new card take", "is my card in the post"],
+             "exchange rate": ["what rate do you use for euros", "is the conversion rate fair",
+                               "how much is a dollar in pounds", "why was my rate so bad"],
+             "lost or stolen card": ["i lost my card", "someone stole my card",
+                                     "i cannot find my card", "my wallet with the card is gone"]}
+    ctx, window, chat, kept = _cards_chat(app_window, llama_backend, qtbot, rated)
     with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
         chat.send("the card I ordered still is not here")
     # the decision did not wait for the tuning: the frozen encoder, then the tuning in idle time
@@ -306,28 +312,15 @@ def test_on_a_bank_of_four_ratings_per_response_the_encoder_is_tuned_in_idle_tim
 
 def test_a_tuning_in_idle_time_gives_way_to_the_next_message_and_finishes_after_it(
         app_window, llama_backend, qtbot):
-    from cm_desktop.cm import encoder_tuning as et
-    from cm_desktop.cm.retrieval import torch_available
-    from cm_desktop.paths import tuned_encoders_dir
     from cm_desktop.ui import idle_tuning
 
-    if not torch_available():
-        pytest.skip("MiniLM needs torch")
-    responses = ["card arrival", "exchange rate", "lost or stolen card"]
     phrasings = {"card arrival": "my card {} has not arrived yet",
                  "exchange rate": "what exchange rate applies to payment {}",
                  "lost or stolen card": "card number {} was stolen from me"}
-    ctx, window = app_window("Cards", responses=responses)
     # 40 ratings per response: a tuning of 32 batches, so that a message sent while the first
     # batches run finds it still running
-    for meant, phrasing in phrasings.items():
-        for i in range(40):
-            ctx.bank.add_rating("Cards", phrasing.format(i), "card arrival", meant)
-    ctx.inference.use_backend(llama_backend)
-    qtbot.waitUntil(lambda: ctx.inference.fingerprint is not None, timeout=10_000)
-    window.tabs.setCurrentWidget(window.chat_view)
-    chat = window.chat_view
-    kept = et.tuned_file(tuned_encoders_dir(), ctx.bank.path, "Cards")
+    rated = {meant: [phrasing.format(i) for i in range(40)] for meant, phrasing in phrasings.items()}
+    ctx, window, chat, kept = _cards_chat(app_window, llama_backend, qtbot, rated)
     with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
         chat.send("the card I ordered still is not here")
     assert chat.replies[-1].trace.encoder == ""
