@@ -319,7 +319,8 @@ def test_a_tuning_in_idle_time_gives_way_to_the_next_message_and_finishes_after_
                  "lost or stolen card": "card number {} was stolen from me"}
     # 40 ratings per response: a tuning of 32 batches, so that a message sent while the first
     # batches run finds it still running
-    rated = {meant: [phrasing.format(i) for i in range(40)] for meant, phrasing in phrasings.items()}
+    rated = {meant: [phrasing.format(i) for i in range(40)]
+             for meant, phrasing in phrasings.items()}
     ctx, window, chat, kept = _cards_chat(app_window, llama_backend, qtbot, rated)
     with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
         chat.send("the card I ordered still is not here")
