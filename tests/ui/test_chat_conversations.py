@@ -317,9 +317,9 @@ def test_a_tuning_in_idle_time_gives_way_to_the_next_message_and_finishes_after_
     phrasings = {"card arrival": "my card {} has not arrived yet",
                  "exchange rate": "what exchange rate applies to payment {}",
                  "lost or stolen card": "card number {} was stolen from me"}
-    # 40 ratings per response: a tuning of 32 batches, so that a message sent while the first
-    # batches run finds it still running
-    rated = {meant: [phrasing.format(i) for i in range(40)]
+    # 80 ratings per response: a tuning of 60 batches, so that a message sent while the first
+    # batches run finds it still running on a busy machine too
+    rated = {meant: [phrasing.format(i) for i in range(80)]
              for meant, phrasing in phrasings.items()}
     ctx, window, chat, kept = _cards_chat(app_window, llama_backend, qtbot, rated)
     with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
@@ -337,4 +337,4 @@ def test_a_tuning_in_idle_time_gives_way_to_the_next_message_and_finishes_after_
     qtbot.waitUntil(kept.is_file, timeout=MODEL_WAIT_MS)
     with qtbot.waitSignal(chat.reply_finished, timeout=MODEL_WAIT_MS):
         chat.send("is my card in the post")
-    assert chat.replies[-1].trace.encoder == "tuned on 120 of your ratings"
+    assert chat.replies[-1].trace.encoder == "tuned on 240 of your ratings"
